@@ -1,0 +1,1 @@
+"""The pure core: numpy only, no ROS and no torch imports."""

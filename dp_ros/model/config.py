@@ -1,0 +1,303 @@
+"""Model configuration: frozen dataclasses that check themselves.
+
+One dataclass per concern. ``validate()`` raises ``ValueError`` with a sentence a
+user can act on; derived values are properties. Training settings (optimizer,
+learning rate, epochs) live elsewhere.
+
+The horizons, as in Diffusion Policy (Chi et al. 2023)::
+
+    time (control periods)   0   1   2   3   4   5   6   7  ...  T_p-1
+    observations  (T_o=2)   [o0  o1]
+    prediction    (T_p=16)  [a0  a1  a2  a3  a4  a5  a6  a7  ...  a15]
+    execution     (T_a=8)       [a1  a2  a3  a4  a5  a6  a7  a8]
+                                 ^ index T_o-1: the action for the newest observation
+
+The executable slice is ``T_o-1 ... T_o-1+T_a-1``, so ``T_a <= T_p - T_o + 1``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+HEADS = ("diffusion", "regression")
+DENOISERS = ("unet", "transformer")
+PREDICTION_TYPES = ("epsilon", "sample")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"{kind} {name!r} must be non-empty letters, digits and underscores")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera: RGB uint8 images of (height, width), cropped to (crop_height, crop_width)."""
+
+    name: str
+    height: int
+    width: int
+    crop_height: int
+    crop_width: int
+
+    def validate(self) -> None:
+        _check_name("camera name", self.name)
+        if self.crop_height > self.height or self.crop_width > self.width:
+            raise ValueError(
+                f"camera {self.name!r}: crop {self.crop_height}x{self.crop_width} is larger "
+                f"than the image {self.height}x{self.width}"
+            )
+        if self.crop_height < 32 or self.crop_width < 32:
+            raise ValueError(
+                f"camera {self.name!r}: crop {self.crop_height}x{self.crop_width} is too small; "
+                "the ResNet-18 backbone needs at least 32x32 pixels"
+            )
+
+
+@dataclass(frozen=True)
+class LowdimConfig:
+    """One low-dimensional observation stream, for example ``joint_pos`` of size J."""
+
+    name: str
+    dim: int
+
+    def validate(self) -> None:
+        _check_name("low-dimensional key", self.name)
+        if self.dim < 1:
+            raise ValueError(f"low-dimensional key {self.name!r} has dim {self.dim}; it must be >= 1")
+
+
+@dataclass(frozen=True)
+class ObsConfig:
+    cameras: tuple[CameraConfig, ...] = ()
+    lowdim: tuple[LowdimConfig, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cameras) + tuple(k.name for k in self.lowdim)
+
+    def validate(self) -> None:
+        if not self.cameras and not self.lowdim:
+            raise ValueError("the observation has no cameras and no low-dimensional keys")
+        for item in (*self.cameras, *self.lowdim):
+            item.validate()
+        names = self.keys
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"observation keys must be unique; repeated: {dup}")
+        if "action" in names:
+            raise ValueError("'action' is reserved and cannot be an observation key")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """ResNet-18 with GroupNorm and a spatial-softmax keypoint head (one per camera by default)."""
+
+    num_keypoints: int = 32
+    feature_dim: int = 64
+    shared: bool = False
+    group_size: int = 16  # GroupNorm groups = channels // group_size
+
+    def validate(self) -> None:
+        if self.num_keypoints < 1 or self.feature_dim < 1:
+            raise ValueError("vision num_keypoints and feature_dim must be >= 1")
+        if 64 % self.group_size != 0:
+            raise ValueError(
+                f"vision group_size {self.group_size} must divide 64 (ResNet-18's narrowest layer)"
+            )
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """1-D temporal conditional U-Net (the paper's CNN denoiser)."""
+
+    down_dims: tuple[int, ...] = (256, 512, 1024)
+    kernel_size: int = 5
+    n_groups: int = 8
+    step_embed_dim: int = 128
+
+    @property
+    def horizon_multiple(self) -> int:
+        # Every level but the last halves the time axis.
+        return 2 ** (len(self.down_dims) - 1)
+
+    def validate(self) -> None:
+        if not self.down_dims:
+            raise ValueError("unet down_dims must name at least one level")
+        for d in self.down_dims:
+            if d % self.n_groups != 0:
+                raise ValueError(f"unet width {d} must be divisible by n_groups = {self.n_groups}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"unet kernel_size {self.kernel_size} must be odd and >= 1")
+        if self.step_embed_dim < 2 or self.step_embed_dim % 2:
+            raise ValueError(f"unet step_embed_dim {self.step_embed_dim} must be even and >= 2")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Time-series diffusion transformer: actions as tokens, observations by cross-attention."""
+
+    n_layer: int = 8
+    n_head: int = 4
+    n_emb: int = 256
+    p_drop_emb: float = 0.0
+    p_drop_attn: float = 0.3
+
+    def validate(self) -> None:
+        if self.n_layer < 1 or self.n_head < 1:
+            raise ValueError("transformer n_layer and n_head must be >= 1")
+        if self.n_emb % self.n_head or self.n_emb % 2:
+            raise ValueError(
+                f"transformer n_emb {self.n_emb} must be even and divisible by n_head {self.n_head}"
+            )
+        for p in (self.p_drop_emb, self.p_drop_attn):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"transformer dropout {p} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """DDPM training schedule (squared cosine) and DDIM sampling."""
+
+    num_train_steps: int = 100
+    num_inference_steps: int = 10
+    prediction_type: str = "epsilon"
+
+    def validate(self) -> None:
+        if self.num_train_steps < 1:
+            raise ValueError(f"num_train_steps {self.num_train_steps} must be >= 1")
+        if not 1 <= self.num_inference_steps <= self.num_train_steps:
+            raise ValueError(
+                f"num_inference_steps {self.num_inference_steps} must be in "
+                f"1..num_train_steps ({self.num_train_steps})"
+            )
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"prediction_type {self.prediction_type!r} must be one of {PREDICTION_TYPES}"
+            )
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Everything needed to rebuild a policy: shapes, horizons, dt, names, architecture."""
+
+    joint_names: tuple[str, ...]
+    dt: float
+    obs: ObsConfig
+    n_obs_steps: int = 2  # T_o
+    horizon: int = 16  # T_p
+    n_action_steps: int = 8  # T_a (default; the node may use fewer or more)
+    head: str = "diffusion"
+    denoiser: str = "unet"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def max_action_steps(self) -> int:
+        return self.horizon - self.n_obs_steps + 1
+
+    @property
+    def obs_feature_dim(self) -> int:
+        """Features per observation step: every camera's features, then the low-dim keys."""
+        return len(self.obs.cameras) * self.vision.feature_dim + sum(k.dim for k in self.obs.lowdim)
+
+    def validate(self) -> "PolicyConfig":
+        if not self.joint_names:
+            raise ValueError("joint_names is empty; the policy needs at least one joint")
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"joint_names has duplicates: {list(self.joint_names)}")
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt {self.dt} must be a positive number of seconds")
+        self.obs.validate()
+        if self.n_obs_steps < 1:
+            raise ValueError(f"n_obs_steps (T_o) {self.n_obs_steps} must be >= 1")
+        if self.horizon < self.n_obs_steps:
+            raise ValueError(
+                f"horizon (T_p) {self.horizon} must be >= n_obs_steps (T_o) {self.n_obs_steps}"
+            )
+        if not 1 <= self.n_action_steps <= self.max_action_steps:
+            raise ValueError(
+                f"n_action_steps (T_a) {self.n_action_steps} must be in 1..T_p - T_o + 1 "
+                f"= {self.max_action_steps}"
+            )
+        if self.head not in HEADS:
+            raise ValueError(f"head {self.head!r} must be one of {HEADS}")
+        if self.denoiser not in DENOISERS:
+            raise ValueError(f"denoiser {self.denoiser!r} must be one of {DENOISERS}")
+        if self.obs.cameras:
+            self.vision.validate()
+        if self.head == "diffusion":
+            self.noise.validate()
+            if self.denoiser == "unet":
+                self.unet.validate()
+                m = self.unet.horizon_multiple
+                if self.horizon % m:
+                    raise ValueError(
+                        f"horizon (T_p) {self.horizon} must be divisible by "
+                        f"2**(len(down_dims)-1) = {m} for the U-Net with down_dims "
+                        f"{list(self.unet.down_dims)}"
+                    )
+            else:
+                self.transformer.validate()
+        return self
+
+    # ---- serialization (plain dicts, JSON-safe) ----
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PolicyConfig":
+        return _from_plain(cls, data, "policy")
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _from_plain(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known keys are {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _from_plain(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint) or (
+        hint is int and isinstance(value, bool)
+    ):
+        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,115 @@
+"""DDPM training schedule (squared cosine) and deterministic DDIM sampling.
+
+Training (Ho et al. 2020): x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps, with k drawn
+uniformly from 0..K-1 and abar from the squared-cosine schedule (Nichol & Dhariwal
+2021, betas capped at 0.999).
+
+Sampling (Song et al. 2021, eta = 0): with N inference steps the timesteps are
+``k_i = (N-1-i) * (K // N)`` ("leading" spacing, as the reference implementation's
+scheduler uses). Each step predicts x_0, clips it to [-1, 1], and moves to the
+previous timestep; after the last step abar is 1, so the result is the clipped x_0.
+The update is a fixed affine map per step, so the coefficients are precomputed once
+per step count: nothing in the loop depends on the host.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from dp_ros.model.config import NoiseConfig
+
+
+def squaredcos_alphas_cumprod(num_steps: int, max_beta: float = 0.999) -> torch.Tensor:
+    """abar_k for k = 0..K-1 (float64)."""
+
+    def f(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = torch.tensor(
+        [min(1 - f((k + 1) / num_steps) / f(k / num_steps), max_beta) for k in range(num_steps)],
+        dtype=torch.float64,
+    )
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+class NoiseSchedule:
+    """The forward (noising) process used in training."""
+
+    def __init__(self, cfg: NoiseConfig):
+        self.num_train_steps = cfg.num_train_steps
+        self.prediction_type = cfg.prediction_type
+        self.alphas_cumprod = squaredcos_alphas_cumprod(cfg.num_train_steps)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """x_k for clean x0 (B, ...), noise like x0 and integer steps k (B,)."""
+        abar = self.alphas_cumprod.to(x0.device)[k].to(x0.dtype)
+        abar = abar.reshape(-1, *([1] * (x0.dim() - 1)))  # (B,) -> (B, 1, ...)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """What the denoiser learns to output."""
+        return noise if self.prediction_type == "epsilon" else x0
+
+
+@dataclass(frozen=True)
+class DDIMPlan:
+    """Per-step constants for N deterministic DDIM steps (float32, on one device).
+
+    Step i:  x0 = clip((x - eps_coef[i] * out) * inv_sqrt_abar[i])       (epsilon)
+             x0 = clip(out)                                              (sample)
+             eps = (x - sqrt_abar[i] * x0) / sqrt_one_minus[i]           (sample)
+             x  = sqrt_abar_prev[i] * x0 + sqrt_one_minus_prev[i] * eps
+    """
+
+    timesteps: torch.Tensor  # (N,) int64, descending
+    sqrt_abar: torch.Tensor  # (N,)
+    sqrt_one_minus: torch.Tensor  # (N,)
+    sqrt_abar_prev: torch.Tensor  # (N,)
+    sqrt_one_minus_prev: torch.Tensor  # (N,)
+    prediction_type: str
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.timesteps.numel())
+
+    def to(self, device: torch.device | str) -> "DDIMPlan":
+        return DDIMPlan(
+            *(getattr(self, n).to(device) for n in
+              ("timesteps", "sqrt_abar", "sqrt_one_minus", "sqrt_abar_prev", "sqrt_one_minus_prev")),
+            prediction_type=self.prediction_type,
+        )
+
+    def step(self, i: int, x: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
+        """One update from timestep ``timesteps[i]`` to the next (or to x_0 at the end)."""
+        if self.prediction_type == "epsilon":
+            eps = model_out
+            x0 = ((x - self.sqrt_one_minus[i] * eps) / self.sqrt_abar[i]).clamp(-1.0, 1.0)
+        else:
+            x0 = model_out.clamp(-1.0, 1.0)
+            eps = (x - self.sqrt_abar[i] * x0) / self.sqrt_one_minus[i]
+        return self.sqrt_abar_prev[i] * x0 + self.sqrt_one_minus_prev[i] * eps
+
+
+def ddim_plan(cfg: NoiseConfig, num_inference_steps: int | None = None) -> DDIMPlan:
+    """Precompute the DDIM constants for ``num_inference_steps`` (1..K; default from cfg)."""
+    k_total = cfg.num_train_steps
+    n = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
+    if not 1 <= n <= k_total:
+        raise ValueError(f"number of DDIM steps {n} must be in 1..{k_total} (the training steps K)")
+    ratio = k_total // n
+    timesteps = torch.arange(n - 1, -1, -1, dtype=torch.int64) * ratio
+    abar = squaredcos_alphas_cumprod(k_total)
+    prev = timesteps - ratio
+    abar_t = abar[timesteps]
+    abar_prev = torch.where(prev >= 0, abar[prev.clamp(min=0)], torch.ones_like(abar_t))
+    f32 = torch.float32
+    return DDIMPlan(
+        timesteps=timesteps,
+        sqrt_abar=abar_t.sqrt().to(f32),
+        sqrt_one_minus=(1 - abar_t).sqrt().to(f32),
+        sqrt_abar_prev=abar_prev.sqrt().to(f32),
+        sqrt_one_minus_prev=(1 - abar_prev).sqrt().to(f32),
+        prediction_type=cfg.prediction_type,
+    )
