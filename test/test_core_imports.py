@@ -1,0 +1,27 @@
+"""The core and model layers import with rclpy absent; the core imports no torch."""
+import subprocess
+import sys
+
+CHECK = """
+import sys
+sys.modules['rclpy'] = None  # any 'import rclpy' now raises ImportError
+import dp_ros.core.normalizer
+import dp_ros.model, dp_ros.model.checkpoint, dp_ros.model.presets, dp_ros.bench.model_bench
+loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'sensor_msgs'))
+assert not [m for m in loaded if sys.modules[m] is not None], loaded
+"""
+
+CORE_ONLY = """
+import sys
+import dp_ros.core.normalizer
+assert 'torch' not in sys.modules, 'the pure core must not import torch'
+assert 'rclpy' not in sys.modules
+"""
+
+
+def test_model_imports_without_rclpy():
+    subprocess.run([sys.executable, "-c", CHECK], check=True)
+
+
+def test_core_imports_neither_torch_nor_rclpy():
+    subprocess.run([sys.executable, "-c", CORE_ONLY], check=True)

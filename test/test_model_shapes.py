@@ -1,0 +1,129 @@
+"""Shapes, dtypes and behaviour of the encoder, both denoisers and the policy API."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dp_ros.model import TransformerConfig, UNetConfig, build_policy
+from dp_ros.model.presets import placeholder_normalizer
+from dp_ros.model.transformer import TransformerDenoiser
+from dp_ros.model.unet1d import ConditionalUnet1D
+from dp_ros.model.vision import CameraEncoders, SpatialSoftmax, crop_images
+
+from model_helpers import J, tiny_config, window
+
+
+def test_spatial_softmax_keypoints_in_range():
+    ss = SpatialSoftmax(8, 5, 7, num_keypoints=4)
+    out = ss(torch.randn(3, 8, 5, 7))
+    assert out.shape == (3, 8) and out.abs().max() <= 1.0
+
+
+def test_crop_center_and_random():
+    img = torch.arange(2 * 3 * 6 * 8, dtype=torch.float32).reshape(2, 3, 6, 8)
+    center = crop_images(img, 4, 4, random=False)
+    assert torch.equal(center, img[:, :, 1:5, 2:6])
+    torch.manual_seed(0)
+    rand = crop_images(img, 4, 4, random=True)
+    assert rand.shape == (2, 3, 4, 4)
+    # Every random crop is a contiguous window of its own image.
+    for n in range(2):
+        found = any(torch.equal(rand[n], img[n, :, t:t + 4, l:l + 4]) for t in range(3) for l in range(5))
+        assert found
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_camera_encoders_shape(shared):
+    cfg = tiny_config(shared=shared)
+    enc = CameraEncoders(cfg.obs.cameras, cfg.vision).eval()
+    imgs = {c.name: torch.randint(0, 256, (2, 2, 40, 48, 3), dtype=torch.uint8) for c in cfg.obs.cameras}
+    out = enc(imgs)
+    assert out.shape == (2, 2, 2 * 16) and out.dtype == torch.float32
+    assert len(list(enc.encoders)) == (1 if shared else 2)
+    # GroupNorm everywhere, no BatchNorm.
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in enc.modules())
+
+
+def test_unet_shapes():
+    net = ConditionalUnet1D(action_dim=J, global_cond_dim=10, cfg=UNetConfig(down_dims=(16, 32, 64), step_embed_dim=16))
+    out = net(torch.randn(4, 16, J), torch.randint(0, 100, (4,)), torch.randn(4, 10))
+    assert out.shape == (4, 16, J) and out.dtype == torch.float32
+
+
+def test_transformer_shapes_and_causality():
+    net = TransformerDenoiser(J, 8, obs_dim=10, n_obs_steps=2,
+                              cfg=TransformerConfig(n_layer=2, n_head=2, n_emb=32, p_drop_attn=0.0)).eval()
+    x = torch.randn(2, 8, J)
+    k = torch.tensor([5, 50])
+    cond = torch.randn(2, 2, 10)
+    out = net(x, k, cond)
+    assert out.shape == (2, 8, J)
+    # Causal self-attention: changing a later action token does not change earlier outputs.
+    x2 = x.clone()
+    x2[:, 5:] += 1.0
+    out2 = net(x2, k, cond)
+    assert torch.allclose(out[:, :5], out2[:, :5], atol=1e-5)
+    assert not torch.allclose(out[:, 5:], out2[:, 5:])
+
+
+@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+def test_predict_chunk_shape_dtype_and_determinism(denoiser):
+    cfg = tiny_config(denoiser)
+    policy = build_policy(cfg, placeholder_normalizer(cfg))
+    obs = window(cfg)
+    noise = torch.randn(cfg.horizon, J, generator=torch.Generator().manual_seed(3))
+    a = policy.predict_chunk(obs, noise=noise)
+    b = policy.predict_chunk(obs, noise=noise)
+    assert a.shape == (cfg.horizon, J) and a.dtype == np.float64
+    assert np.array_equal(a, b)
+    # Actions are in joint units: within the action statistics' range (clipped in [-1, 1]).
+    assert np.all(np.abs(a) <= 1.0 + 1e-6)
+    # Without fixed noise, reset(seed) makes the draw reproducible.
+    policy.reset(seed=7)
+    c = policy.predict_chunk(obs)
+    policy.reset(seed=7)
+    assert np.array_equal(c, policy.predict_chunk(obs))
+    # Fewer DDIM steps is a valid, different computation.
+    d = policy.predict_chunk(obs, noise=noise, num_inference_steps=2)
+    assert d.shape == a.shape and not np.array_equal(a, d)
+
+
+def test_predict_chunk_rejects_bad_windows():
+    cfg = tiny_config()
+    policy = build_policy(cfg, placeholder_normalizer(cfg))
+    obs = window(cfg)
+    bad = dict(obs, left=obs["left"][:, :20])
+    with pytest.raises(ValueError, match="'left' has shape \\(2, 20, 48, 3\\); expected \\(2, 40, 48, 3\\)"):
+        policy.predict_chunk(bad)
+    with pytest.raises(ValueError, match="camera 'left' must be uint8"):
+        policy.predict_chunk(dict(obs, left=obs["left"].astype(np.float32)))
+    with pytest.raises(ValueError, match="missing 'right'"):
+        policy.predict_chunk({k: v for k, v in obs.items() if k != "right"})
+    nan = obs["joint_pos"].copy()
+    nan[0, 1] = np.nan
+    with pytest.raises(ValueError, match="'joint_pos' contains NaN"):
+        policy.predict_chunk(dict(obs, joint_pos=nan))
+    with pytest.raises(ValueError, match="noise has shape"):
+        policy.predict_chunk(obs, noise=torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("head,denoiser", [("diffusion", "unet"), ("diffusion", "transformer"), ("regression", "unet")])
+def test_compute_loss_backpropagates(head, denoiser):
+    cfg = tiny_config(denoiser, head)
+    policy = build_policy(cfg, placeholder_normalizer(cfg)).train()
+    rng = np.random.default_rng(0)
+    obs = {k: torch.as_tensor(np.stack([window(cfg, rng)[k] for _ in range(3)])) for k in cfg.obs.keys}
+    loss = policy.compute_loss({"obs": obs, "action": torch.rand(3, cfg.horizon, J) * 2 - 1})
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in policy.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads), "every parameter takes part in the loss"
+
+
+def test_normalizer_must_match_config():
+    cfg = tiny_config()
+    other = dataclasses.replace(cfg, joint_names=("a", "b"))
+    with pytest.raises(ValueError, match="action statistics have 2 dimensions, but the policy has 3 joints"):
+        build_policy(cfg, placeholder_normalizer(other.validate()))
