@@ -6,7 +6,7 @@ from dp_ros.cli import main
 
 def test_bench_model_prints_table_and_json(capsys):
     assert main(["bench", "model", "--config", "sim_small", "--denoiser", "all",
-                 "--device", "cpu", "--chunks", "3", "--warmup", "1"]) == 0
+                 "--device", "cpu", "--chunks", "3", "--warmup", "1", "--warmup-seconds", "0"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("sim_small   unet") for line in out)
     data = json.loads(out[-1])
