@@ -1,0 +1,56 @@
+"""From a predicted chunk to timed joint targets: receding horizon with latency compensation.
+
+The model predicts T_p actions for the observation window ending at t_obs. Action
+T_o-1 belongs to t_obs, so the executable slice is T_o-1 ... T_o-1+T_a-1 and its i-th
+action is meant for ``t_obs + i*dt + offset``. By the time inference has finished,
+some of those times have passed: every action due before ``now + latency`` is
+dropped, and the rest are published. If nothing is left the chunk was over budget
+and nothing is published.
+
+    predicted  a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 ...       (T_o = 2, T_a = 8)
+    slice         a1 a2 a3 a4 a5 a6 a7 a8
+    time          t  t+dt ...                          (t = t_obs + offset)
+                  |--due--|  now + latency
+    published           a3 a4 a5 a6 a7 a8
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TimedChunk:
+    origin: float  # t_obs + offset: the time of the slice's first action
+    times: np.ndarray  # (n,) absolute times of the kept actions, increasing
+    positions: np.ndarray  # (n, J) joint targets
+    dropped: int  # actions of the slice dropped because they were due
+
+
+def schedule_chunk(
+    actions: np.ndarray,
+    t_obs: float,
+    dt: float,
+    n_obs_steps: int,
+    n_action_steps: int,
+    now: float,
+    latency: float = 0.0,
+    offset: float = 0.0,
+) -> TimedChunk | None:
+    """The executable, not-yet-due part of ``actions`` (T_p, J); None if all are due."""
+    actions = np.asarray(actions, dtype=np.float64)
+    horizon = actions.shape[0]
+    if not 1 <= n_action_steps <= horizon - n_obs_steps + 1:
+        raise ValueError(
+            f"action horizon T_a {n_action_steps} must be in 1..T_p - T_o + 1 = {horizon - n_obs_steps + 1}"
+        )
+    start = n_obs_steps - 1
+    exe = actions[start : start + n_action_steps]  # (T_a, J)
+    origin = t_obs + offset
+    times = origin + np.arange(n_action_steps) * dt
+    keep = times >= now + latency
+    if not keep.any():
+        return None
+    first = int(np.argmax(keep))  # times increase, so the kept ones are a suffix
+    return TimedChunk(origin=origin, times=times[first:], positions=exe[first:], dropped=first)
