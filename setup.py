@@ -62,6 +62,7 @@ setup(
     entry_points={
         'console_scripts': [
             'dp_ros = dp_ros.cli:main',
+            'policy_node = dp_ros.nodes.policy_node:main',
         ],
     },
 )

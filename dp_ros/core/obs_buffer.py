@@ -140,6 +140,12 @@ class ObservationBuffer:
         with self._lock:
             return {n: (s.received, s.rejected, len(s.stamps)) for n, s in self._streams.items()}
 
+    def newest(self, name: str) -> tuple[float, Any] | None:
+        """(stamp, value) of a stream's newest message, or None."""
+        with self._lock:
+            s = self._streams[name]
+            return (s.stamps[-1], s.values[-1]) if s.stamps else None
+
     def newest_stamps(self) -> dict[str, float | None]:
         with self._lock:
             return {n: (s.stamps[-1] if s.stamps else None) for n, s in self._streams.items()}

@@ -1,0 +1,1 @@
+"""ROS 2 node shells: the only modules that import rclpy."""

@@ -1,0 +1,132 @@
+"""Inference backends: one contract, registered by name.
+
+Every backend turns one observation window into a chunk of T_p actions in joint
+units: encode once, run the DDIM steps, unnormalize. ``auto`` picks the best one that
+is available and says which; an explicitly requested backend that is unavailable is a
+start-up error, never a silent fallback.
+
+Backends here: ``pytorch`` (eager PyTorch on the CPU or a CUDA device).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from dp_ros.model.checkpoint import load_checkpoint
+from dp_ros.model.config import PolicyConfig
+
+log = logging.getLogger(__name__)
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend or device cannot run here; the message says why."""
+
+
+@dataclass
+class Prediction:
+    actions: np.ndarray  # (T_p, J) float64, joint units
+    seconds: float  # wall time of the inference
+
+
+class TorchBackend:
+    """Eager PyTorch; the reference every other backend is held against."""
+
+    name = "pytorch"
+
+    def __init__(self, policy, device: str):
+        self.device = device
+        self.policy = policy.to(device).eval()
+
+    def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
+                noise: np.ndarray | None = None) -> np.ndarray:
+        return self.policy.predict_chunk(obs_window, noise=noise, num_inference_steps=num_inference_steps)
+
+
+def _torch_available(device: str) -> str | None:
+    if device == "cpu":
+        return None
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return f"device {device!r} requested but torch sees no CUDA device"
+        return None
+    return f"unknown device {device!r}; use cpu, cuda, cuda:N or auto"
+
+
+# name -> (why it is unavailable on a device, or None; constructor)
+BACKENDS: dict[str, tuple[Callable[[str], str | None], Callable[..., object]]] = {
+    "pytorch": (_torch_available, TorchBackend),
+}
+AUTO_ORDER = ("pytorch",)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_model_path(model_path: str, share_dir: str | None = None) -> Path:
+    """A checkpoint directory: the path as given, else ``<share>/models/<model_path>``."""
+    p = Path(model_path).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    if share_dir and not p.is_absolute():
+        bundled = Path(share_dir) / "models" / model_path
+        if bundled.is_dir():
+            return bundled.resolve()
+    where = f" (nor under {share_dir}/models)" if share_dir and not p.is_absolute() else ""
+    raise FileNotFoundError(f"model_path {model_path!r}: no checkpoint directory there{where}")
+
+
+class PolicyRunner:
+    """A loaded checkpoint and the backend that runs it."""
+
+    def __init__(self, config: PolicyConfig, backend, backend_name: str, device: str, path: Path):
+        self.config = config
+        self.backend = backend
+        self.backend_name = backend_name
+        self.device = device
+        self.path = path
+
+    def warm_up(self, repeats: int = 2) -> float:
+        """Run the policy on a blank observation so the first real chunk does not pay for
+        allocations and lazy initialisation. Returns the last run's seconds."""
+        cfg = self.config
+        obs = {c.name: np.zeros((cfg.n_obs_steps, c.height, c.width, 3), np.uint8) for c in cfg.obs.cameras}
+        obs.update({k.name: np.zeros((cfg.n_obs_steps, k.dim)) for k in cfg.obs.lowdim})
+        return min(self.predict(obs).seconds for _ in range(repeats))
+
+    def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int | None = None,
+                noise: np.ndarray | None = None) -> Prediction:
+        steps = self.config.noise.num_inference_steps if num_inference_steps is None else num_inference_steps
+        t0 = time.perf_counter()
+        actions = self.backend.predict(obs_window, steps, noise)
+        return Prediction(np.asarray(actions, dtype=np.float64), time.perf_counter() - t0)
+
+
+def load_runner(model_path: str | Path, backend: str = "auto", device: str = "auto") -> PolicyRunner:
+    """Load a checkpoint onto the requested backend and device, or raise saying why not."""
+    path = Path(model_path)
+    device = resolve_device(device)
+    if backend == "auto":
+        for name in AUTO_ORDER:
+            if BACKENDS[name][0](device) is None:
+                backend = name
+                break
+        else:
+            raise BackendUnavailable(f"no backend can run on device {device!r}")
+        log.info("backend auto: picked %s on %s", backend, device)
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
+    why = BACKENDS[backend][0](device)
+    if why:
+        raise BackendUnavailable(f"backend {backend!r} is unavailable: {why}")
+    policy = load_checkpoint(path)
+    impl = BACKENDS[backend][1](policy, device)
+    return PolicyRunner(policy.config, impl, backend, device, path)

@@ -1,0 +1,148 @@
+"""One chunk, from observations to a safe, timed trajectory (no ROS).
+
+The policy node pushes messages in from its callbacks and calls ``plan`` from its
+inference timer; everything between is here, so it is tested without ROS:
+
+    window (T_o steps, stamps) -> decode the frames used -> predict (backend)
+    -> schedule (slice, stamp, drop the due prefix) -> safety filter -> result
+
+Every refusal comes back as a ``StepResult`` with a state and human-readable
+reasons; nothing here publishes.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from dp_ros.core.chunking import TimedChunk, schedule_chunk
+from dp_ros.core.obs_buffer import ObservationBuffer, StreamSpec
+from dp_ros.core.safety import FilterReport, JointLimits, UnsafeChunk, filter_chunk
+
+log = logging.getLogger(__name__)
+
+JOINTS = "joint_pos"
+
+
+@dataclass(frozen=True)
+class Tunables:
+    """The settings that may change between chunks (ROS parameters in the node)."""
+
+    n_action_steps: int
+    num_inference_steps: int
+    execution_latency: float
+    action_time_offset: float
+    max_obs_age: float
+    limits: JointLimits
+
+
+@dataclass
+class StepResult:
+    state: str  # ok | waiting | stale | bad_input | inference_failed | over_budget | unsafe
+    reasons: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    chunk: TimedChunk | None = None  # positions already safety-filtered
+    report: FilterReport | None = None
+    t_obs: float = float("nan")
+    t_start: float = float("nan")
+    t_end: float = float("nan")
+    prep_s: float = 0.0  # window + frame decoding
+    inference_s: float = 0.0
+
+
+class ChunkPlanner:
+    """Observation history plus the policy: ``plan(clock, tunables)`` makes one chunk.
+
+    ``decode_frame(camera_name, raw) -> (H, W, 3) uint8 RGB`` at the camera's configured
+    size; it raises ``ValueError`` for a frame that cannot be used. It runs only on the
+    T_o frames each chunk uses.
+    """
+
+    def __init__(self, runner, decode_frame: Callable[[str, Any], np.ndarray], max_obs_age: float):
+        self.runner = runner
+        cfg = runner.config
+        self.config = cfg
+        self.decode_frame = decode_frame
+        self.cameras = [c.name for c in cfg.obs.cameras]
+        others = [k.name for k in cfg.obs.lowdim if k.name != JOINTS]
+        if others:
+            raise ValueError(f"the policy node provides cameras and {JOINTS!r}; this model also needs {others}")
+        if JOINTS not in [k.name for k in cfg.obs.lowdim]:
+            raise ValueError(f"the model does not observe {JOINTS!r}; the node needs it for the safety filter")
+        streams = [StreamSpec(n, max_obs_age) for n in self.cameras]
+        streams.append(StreamSpec(JOINTS, max_obs_age, interpolate=True))
+        self.buffer = ObservationBuffer(streams, cfg.n_obs_steps, cfg.dt)
+        self._max_age = max_obs_age
+
+    def push_joints(self, stamp: float, positions: np.ndarray, now: float) -> str | None:
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.shape != (self.config.action_dim,):
+            return f"{JOINTS}: {positions.shape} values for {self.config.action_dim} joints"
+        if not np.all(np.isfinite(positions)):
+            bad = [self.config.joint_names[i] for i in np.nonzero(~np.isfinite(positions))[0]]
+            return f"{JOINTS}: NaN or infinite position for {bad}"
+        return self.buffer.push(JOINTS, stamp, positions, now)
+
+    def push_frame(self, camera: str, stamp: float, raw: Any, now: float) -> str | None:
+        return self.buffer.push(camera, stamp, raw, now)
+
+    def reset(self) -> None:
+        self.buffer.clear()
+
+    def measured(self, now: float, max_age: float) -> np.ndarray | None:
+        """The newest joint position if it is fresh enough to act on."""
+        got = self.buffer.newest(JOINTS)
+        if got is None or now - got[0] > max_age:
+            return None
+        return got[1]
+
+    def plan(self, clock: Callable[[], float], tun: Tunables, noise: np.ndarray | None = None) -> StepResult:
+        cfg = self.config
+        if tun.max_obs_age != self._max_age:
+            for name in self.buffer.names:
+                self.buffer.set_max_age(name, tun.max_obs_age)
+            self._max_age = tun.max_obs_age
+        t_start = clock()
+        w0 = time.perf_counter()
+        win = self.buffer.window(t_start)
+        if not win.ready:
+            state = "stale" if win.stale and any(self.buffer.newest(n) for n in win.stale) else "waiting"
+            return StepResult(state, win.reasons, win.stale, t_obs=win.t_obs, t_start=t_start)
+        obs = {}
+        try:
+            for cam in self.cameras:
+                obs[cam] = np.stack([self.decode_frame(cam, raw) for raw in win.values[cam]])  # (T_o, H, W, 3)
+        except ValueError as exc:
+            return StepResult("bad_input", [f"{cam}: {exc}"], t_obs=win.t_obs, t_start=t_start)
+        obs[JOINTS] = np.stack(win.values[JOINTS])  # (T_o, J)
+        prep = time.perf_counter() - w0
+        try:
+            pred = self.runner.predict(obs, tun.num_inference_steps, noise)
+        except Exception as exc:  # a failed inference must never move the arm
+            log.exception("inference failed")
+            return StepResult("inference_failed", [f"inference failed: {type(exc).__name__}: {exc}"],
+                              t_obs=win.t_obs, t_start=t_start, prep_s=prep)
+        now = clock()
+        base = dict(t_obs=win.t_obs, t_start=t_start, t_end=now, prep_s=prep, inference_s=pred.seconds)
+        if pred.actions.shape != (cfg.horizon, cfg.action_dim):
+            return StepResult("inference_failed", [f"backend returned shape {pred.actions.shape}"], **base)
+        chunk = schedule_chunk(pred.actions, win.t_obs, cfg.dt, cfg.n_obs_steps, tun.n_action_steps,
+                               now, tun.execution_latency, tun.action_time_offset)
+        if chunk is None:
+            late = now - (win.t_obs + tun.action_time_offset + (tun.n_action_steps - 1) * cfg.dt)
+            return StepResult("over_budget", [
+                f"over budget: inference {pred.seconds * 1e3:.1f} ms; every action of the chunk was due "
+                f"(last one {late * 1e3:.0f} ms ago, latency {tun.execution_latency * 1e3:.0f} ms)"], **base)
+        measured = self.measured(now, tun.max_obs_age)
+        if measured is None:
+            return StepResult("stale", [f"{JOINTS}: no fresh joint state to start the chunk from"],
+                              [JOINTS], **base)
+        try:
+            report = filter_chunk(chunk.times, chunk.positions, now, measured, tun.limits)
+        except UnsafeChunk as exc:
+            return StepResult("unsafe", [f"unsafe chunk: {exc}"], **base)
+        safe = TimedChunk(chunk.origin, chunk.times, report.positions, chunk.dropped)
+        return StepResult("ok", [], chunk=safe, report=report, **base)

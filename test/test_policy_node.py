@@ -1,0 +1,309 @@
+"""The policy node in-process: fake cameras and joint states in, trajectories out.
+
+Every published trajectory is checked against the controller's acceptance rules.
+"""
+import json
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from dp_ros.core.trajectory_rules import trajectory_violations
+from dp_ros.nodes.policy_node import PolicyNode, stamp_to_sec
+
+from ros_helpers import JOINTS, FakeSensors, Recorder, Spinner, image_msg, make_checkpoint, params, wait_for
+
+DT = 0.1
+T_A = 4
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "policy")
+
+
+@pytest.fixture
+def ros():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+class Rig:
+    def __init__(self, ctx, checkpoint, **overrides):
+        kw = dict(model_path=str(checkpoint), enabled_on_start=True, max_obs_age=0.2, max_joint_speed=10.0)
+        kw.update(overrides)
+        self.ctx = ctx
+        self.node = PolicyNode(context=ctx, parameter_overrides=params(**kw))
+        self.sensors = FakeSensors(ctx)
+        self.rec = Recorder(ctx, {
+            "traj": (JointTrajectory, "/joint_trajectory_controller/joint_trajectory"),
+            "diag": (DiagnosticArray, "/diagnostics"),
+            "status": (String, "/dp_policy/status"),
+        })
+        self.spin = Spinner(ctx, self.node, self.sensors, self.rec)
+
+    def trajectories(self):
+        return self.rec.get("traj")
+
+    def statuses(self):
+        return [json.loads(m.data) for _, m in self.rec.get("status")]
+
+    def diagnostics(self):
+        return [m.status[0] for _, m in self.rec.get("diag")]
+
+    def call(self, srv_type, name, request, timeout=5.0):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), name
+        future = client.call_async(request)
+        assert wait_for(future.done, timeout)
+        return future.result()
+
+    def set_params(self, **values):
+        req = SetParameters.Request()
+        for k, v in values.items():
+            if isinstance(v, bool):
+                pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
+            elif isinstance(v, int):
+                pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
+            else:
+                pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(v))
+            req.parameters.append(ParameterMsg(name=k, value=pv))
+        return self.call(SetParameters, "/dp_policy/set_parameters", req).results
+
+    def close(self):
+        self.spin.stop()
+        for n in (self.node, self.sensors, self.rec):
+            n.destroy_node()
+
+
+@pytest.fixture
+def rig(ros, checkpoint):
+    rigs = []
+
+    def make(**overrides):
+        r = Rig(ros, checkpoint, **overrides)
+        rigs.append(r)
+        return r
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def check_message(msg, arrival, latency=0.02):
+    """The controller's rules, plus this node's own promises about timing."""
+    tfs = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+    stamp = stamp_to_sec(msg.header.stamp)
+    errors = trajectory_violations(msg.joint_names, stamp, tfs, [list(p.positions) for p in msg.points],
+                                   [list(p.velocities) for p in msg.points], JOINTS, arrival)
+    assert errors == [], errors
+    assert list(msg.joint_names) == list(JOINTS)  # the model's order, not /joint_states' order
+    assert np.allclose(np.diff(tfs), DT, atol=1e-6)
+    # Action i of the slice is meant for t_obs + i*dt: the tfs are whole multiples of dt.
+    assert np.allclose(np.round(np.array(tfs) / DT) * DT, tfs, atol=1e-6)
+    # Nothing that was already due when it was published (arrival is after publishing).
+    assert stamp + tfs[0] >= arrival - 0.05
+    return stamp, tfs
+
+
+def test_publishes_chunks_at_cadence_that_obey_the_controller_rules(rig):
+    r = rig()
+    assert wait_for(lambda: len(r.trajectories()) >= 6, timeout=20)
+    msgs = r.trajectories()
+    starts = []
+    for arrival, msg in msgs:
+        stamp, tfs = check_message(msg, arrival)
+        assert 1 <= len(msg.points) <= T_A
+        # Stamped from the observation time: the newest camera frame, a moment before publishing.
+        assert arrival - 1.0 < stamp < arrival
+        starts.append(arrival)
+    gaps = np.diff(starts)
+    assert np.median(gaps) == pytest.approx(T_A * DT, abs=0.08)  # once every T_a control periods
+    published = [s for s in r.statuses() if s["state"] == "published"]
+    assert published and all(s["inference_ms"] > 0 for s in published)
+
+
+def test_slow_inference_drops_the_due_prefix(rig):
+    r = rig(action_horizon=7)  # the slice covers 0.6 s, so a 0.25 s delay leaves some of it
+    real = r.node.runner.predict
+
+    def slow(*a, **k):
+        time.sleep(0.25)
+        return real(*a, **k)
+
+    r.node.runner.predict = slow
+    assert wait_for(lambda: len([s for s in r.statuses() if s["state"] == "published"]) >= 3, timeout=20)
+    published = [s for s in r.statuses() if s["state"] == "published"]
+    # At least 0.25 s late: the first 2 or more actions (0.1 s apart) were due.
+    assert all(s["dropped"] >= 2 for s in published), published
+    for arrival, msg in r.trajectories():
+        check_message(msg, arrival)
+        assert len(msg.points) <= 7 - 2
+
+
+def test_over_budget_publishes_nothing(rig):
+    r = rig()
+    real = r.node.runner.predict
+
+    def too_slow(*a, **k):
+        time.sleep(0.6)  # longer than the whole T_a = 4 slice of 0.4 s
+        return real(*a, **k)
+
+    r.node.runner.predict = too_slow
+    assert wait_for(lambda: any(s["state"] == "over_budget" for s in r.statuses()), timeout=20)
+    assert r.trajectories() == []
+    assert wait_for(lambda: any("over budget" in d.message for d in r.diagnostics()), timeout=5)
+
+
+def test_stopped_camera_stops_publishing_and_diagnostics_name_it(rig):
+    r = rig()
+    assert wait_for(lambda: len(r.trajectories()) >= 2, timeout=20)
+    r.sensors.active["camera_1"] = False
+    time.sleep(0.6)  # a chunk in flight may still land
+    r.rec.clear()
+    time.sleep(1.5)
+    assert r.trajectories() == []
+    assert any(s["state"] == "stale" and "camera_1" in " ".join(s["reasons"]) for s in r.statuses())
+    assert wait_for(lambda: any("camera_1" in d.message and d.level == d.ERROR for d in r.diagnostics()), 5)
+    r.sensors.active["camera_1"] = True
+    assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=10), "publishing resumes"
+
+
+def test_starts_disabled_and_enable_disable_reset(rig):
+    r = rig(enabled_on_start=False)
+    time.sleep(1.0)
+    assert r.trajectories() == []
+    assert wait_for(lambda: any(d.message == "disabled" for d in r.diagnostics()), 5)
+
+    res = r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=True))
+    assert res.success and res.message == "enabled"
+    assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=10)
+
+    res = r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=False))
+    assert res.success and "holding the measured position" in res.message
+    time.sleep(0.6)
+    # The last message is the hold: one point at the measured position, starting now.
+    _, hold = r.trajectories()[-1]
+    assert len(hold.points) == 1 and stamp_to_sec(hold.header.stamp) == 0.0
+    assert np.allclose(hold.points[0].positions, r.sensors.position)
+    n = len(r.trajectories())
+    time.sleep(1.0)
+    assert len(r.trajectories()) == n, "nothing after disabling"
+
+    r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=True))
+    res = r.call(Trigger, "/dp_policy/reset", Trigger.Request())
+    assert res.success and "cleared" in res.message
+    assert wait_for(lambda: len(r.trajectories()) >= n + 2, timeout=10), "publishing resumes after reset"
+
+
+def test_parameters_through_set_parameters_service(rig):
+    r = rig()
+    seen_steps = []
+    real = r.node.runner.predict
+
+    def spy(obs, steps=None, noise=None):
+        seen_steps.append(steps)
+        return real(obs, steps, noise)
+
+    r.node.runner.predict = spy
+    assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=20)
+
+    results = r.set_params(action_horizon=2, num_inference_steps=3)
+    assert all(res.successful for res in results)
+    r.rec.clear()
+    assert wait_for(lambda: len(r.trajectories()) >= 2, timeout=10)
+    assert all(len(m.points) <= 2 for _, m in r.trajectories())
+    assert seen_steps[-1] == 3
+
+    # Invalid values are rejected with their reason, and the old value stays.
+    (res,) = r.set_params(action_horizon=99)
+    assert not res.successful and res.reason
+    (res,) = r.set_params(num_inference_steps=0)
+    assert not res.successful
+    (res,) = r.set_params(execution_latency=5.0)
+    assert not res.successful and res.reason
+    (res,) = r.set_params(execution_latency=0.9)  # in range, but longer than a whole chunk (8 x 0.1 s)
+    assert not res.successful and "longer than a whole chunk" in res.reason
+    (res,) = r.set_params(dt=0.2)
+    assert not res.successful and "read-only" in res.reason.lower().replace("read only", "read-only")
+    assert r.node.get_parameter("action_horizon").value == 2
+    assert r.node.get_parameter("num_inference_steps").value == 3
+
+
+@pytest.mark.parametrize("bad", ["encoding", "truncated", "size"])
+def test_bad_images_cause_no_motion_and_a_clear_reason(rig, bad):
+    r = rig()
+
+    def broken(stamp):
+        msg = image_msg(stamp, encoding="32FC1" if bad == "encoding" else "rgb8")
+        if bad == "truncated":
+            msg.data = msg.data[: len(msg.data) // 2]
+        if bad == "size":
+            msg.height = msg.height * 2  # claims more rows than the data holds
+        return msg
+
+    r.sensors.image_override["camera_0"] = broken
+    assert wait_for(lambda: any(s["state"] == "bad_input" for s in r.statuses()), timeout=20)
+    assert r.trajectories() == []
+    reasons = " ".join(s["reasons"][0] for s in r.statuses() if s["state"] == "bad_input")
+    assert "camera_0" in reasons
+    assert wait_for(lambda: any("camera_0" in d.message for d in r.diagnostics()), 5)
+    assert r.call(Trigger, "/dp_policy/reset", Trigger.Request()).success
+
+
+@pytest.mark.parametrize("bad", ["nan", "missing", "backwards"])
+def test_bad_joint_states_cause_no_motion(rig, bad):
+    r = rig()
+    sent = []
+
+    def broken(stamp):
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = list(JOINTS)
+        msg.position = [0.0, float("nan"), 0.0] if bad == "nan" else [0.0, 0.0, 0.0]
+        if bad == "missing":
+            msg.name, msg.position = list(JOINTS[:2]), [0.0, 0.0]
+        if bad == "backwards":
+            sent.append(stamp_to_sec(stamp))
+            back = sent[0] - 0.001 * len(sent)  # every message older than the one before
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(back), int((back % 1) * 1e9)
+        return msg
+
+    r.sensors.joint_override = broken
+    time.sleep(1.5)
+    assert r.trajectories() == [] or all(
+        s["state"] != "published" for s in r.statuses()[-3:]), "no motion from bad joint data"
+    r.rec.clear()
+    time.sleep(1.0)
+    assert r.trajectories() == []
+    assert wait_for(lambda: any(
+        int(next(v.value for v in d.values if v.key == "messages_rejected")) > 0 for d in r.diagnostics()), 5)
+    last = [d for d in r.diagnostics()][-1]
+    rejection = next(v.value for v in last.values if v.key == "last_rejection")
+    expect = {"nan": "NaN", "missing": "missing joints ['wrist']", "backwards": "went backwards"}[bad]
+    assert expect in rejection
+
+
+def test_startup_errors_are_clear(ros, checkpoint, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint directory"):
+        PolicyNode(context=ros, parameter_overrides=params(model_path=str(tmp_path / "missing")))
+    with pytest.raises(ValueError, match="does not match the checkpoint"):
+        PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), dt=0.05))
+    with pytest.raises(Exception, match="backend 'pytorch' is unavailable|no CUDA"):
+        if __import__("torch").cuda.is_available():
+            pytest.skip("a CUDA device is present")
+        PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), backend="pytorch",
+                                                           device="cuda"))
