@@ -48,6 +48,7 @@ setup(
         ('share/' + PACKAGE_NAME, ['package.xml']),
         *glob_data_files('launch', '*.py'),
         *glob_data_files('config', '*.yaml'),
+        *glob_data_files('config', '*.xml'),
         *tree_data_files('models'),
     ],
     install_requires=['setuptools'],

@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("model", help="parameter counts and PyTorch chunk latency")
     model_bench.add_arguments(p)
     p.set_defaults(func=model_bench.run)
+
+    from dp_ros.bench import node_bench
+
+    p = bench_sub.add_parser("node", help="the policy node's overhead under 2x640x480@30Hz + 500 Hz joints")
+    node_bench.add_arguments(p)
+    p.set_defaults(func=node_bench.run)
     return parser
 
 

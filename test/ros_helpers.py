@@ -16,7 +16,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
+from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from dp_ros.model import (
     CameraConfig, LowdimConfig, ObsConfig, PolicyConfig, UNetConfig, VisionConfig, build_policy, save_checkpoint,
@@ -78,15 +79,25 @@ def image_msg(stamp, h=IMG_H, w=IMG_W, encoding="rgb8", value=100) -> Image:
 class FakeSensors(Node):
     """Cameras and joint states at fixed rates, stamped with the ROS clock."""
 
-    def __init__(self, context, camera_hz=30.0, joint_hz=250.0):
+    def __init__(self, context, camera_hz=30.0, joint_hz=250.0, compressed=()):
         super().__init__("fake_sensors", context=context)
-        self.cam_pubs = {c: self.create_publisher(Image, f"/{c}/image_raw", qos_profile_sensor_data)
-                         for c in CAMERAS}
+        self.image_override = {}  # camera -> callable(stamp) -> Image
+        self.cam_pubs = {}
+        for c in CAMERAS:
+            if c in compressed:
+                self.cam_pubs[c] = self.create_publisher(CompressedImage, f"/{c}/image_raw/compressed",
+                                                         qos_profile_sensor_data)
+                import cv2
+
+                ok, buf = cv2.imencode(".jpg", np.full((IMG_H, IMG_W, 3), 100, np.uint8))
+                self.image_override[c] = lambda stamp, data=buf.tobytes(): CompressedImage(
+                    header=Header(stamp=stamp), format="jpeg", data=data)
+            else:
+                self.cam_pubs[c] = self.create_publisher(Image, f"/{c}/image_raw", qos_profile_sensor_data)
         self.joint_pub = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
         self.active = {c: True for c in CAMERAS}
         self.joints_active = True
         self.position = np.zeros(len(JOINTS))
-        self.image_override = {}  # camera -> callable(stamp) -> Image
         self.joint_override = None  # callable(stamp) -> JointState
         self.create_timer(1.0 / camera_hz, self._cams)
         self.create_timer(1.0 / joint_hz, self._joints)

@@ -42,12 +42,12 @@ def ros():
 
 
 class Rig:
-    def __init__(self, ctx, checkpoint, **overrides):
+    def __init__(self, ctx, checkpoint, compressed=(), **overrides):
         kw = dict(model_path=str(checkpoint), enabled_on_start=True, max_obs_age=0.2, max_joint_speed=10.0)
         kw.update(overrides)
         self.ctx = ctx
         self.node = PolicyNode(context=ctx, parameter_overrides=params(**kw))
-        self.sensors = FakeSensors(ctx)
+        self.sensors = FakeSensors(ctx, compressed=compressed)
         self.rec = Recorder(ctx, {
             "traj": (JointTrajectory, "/joint_trajectory_controller/joint_trajectory"),
             "diag": (DiagnosticArray, "/diagnostics"),
@@ -93,8 +93,8 @@ class Rig:
 def rig(ros, checkpoint):
     rigs = []
 
-    def make(**overrides):
-        r = Rig(ros, checkpoint, **overrides)
+    def make(compressed=(), **overrides):
+        r = Rig(ros, checkpoint, compressed=compressed, **overrides)
         rigs.append(r)
         return r
 
@@ -307,3 +307,39 @@ def test_startup_errors_are_clear(ros, checkpoint, tmp_path):
             pytest.skip("a CUDA device is present")
         PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), backend="pytorch",
                                                            device="cuda"))
+
+
+URDF = """<robot name="arm">
+  <link name="base"/><link name="l1"/><link name="l2"/><link name="l3"/>
+  <joint name="shoulder" type="revolute"><parent link="base"/><child link="l1"/>
+    <limit lower="-0.05" upper="0.05" velocity="5.0" effort="10"/></joint>
+  <joint name="elbow" type="revolute"><parent link="l1"/><child link="l2"/>
+    <limit lower="-3" upper="3" velocity="0.2" effort="10"/></joint>
+  <joint name="wrist" type="continuous"><parent link="l2"/><child link="l3"/></joint>
+</robot>"""
+
+
+def test_limits_from_robot_description_and_speed_limit(rig, ros):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    r = rig(max_joint_speed=0.5)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = r.sensors.create_publisher(String, "/robot_description", latched)
+    pub.publish(String(data=URDF))
+    assert wait_for(lambda: bool(r.node._urdf_limits), timeout=10)
+    r.rec.clear()
+    assert wait_for(lambda: len(r.trajectories()) >= 3, timeout=20)
+    for arrival, msg in r.trajectories():
+        check_message(msg, arrival)
+        q = np.array([p.positions for p in msg.points])  # (n, 3) in JOINTS order
+        assert np.all(np.abs(q[:, 0]) <= 0.05 + 1e-9), "shoulder inside the URDF limits"
+        # elbow: at most 0.2 rad/s (URDF), wrist: at most 0.5 rad/s (parameter), point to point.
+        assert np.all(np.abs(np.diff(q[:, 1])) <= 0.2 * DT + 1e-9)
+        assert np.all(np.abs(np.diff(q[:, 2])) <= 0.5 * DT + 1e-9)
+
+
+def test_compressed_camera(rig):
+    r = rig(compressed=("camera_1",), **{"cameras.camera_1.compressed": True})
+    assert wait_for(lambda: len(r.trajectories()) >= 2, timeout=20)
+    for arrival, msg in r.trajectories():
+        check_message(msg, arrival)

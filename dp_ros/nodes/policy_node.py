@@ -411,6 +411,7 @@ class PolicyNode(Node):
                 result.state, result.reasons = "disabled", ["disabled during inference"]
                 return result
             self._traj_pub.publish(msg)
+            result.t_published = self._now()
         result.state = "published"
         return result
 
@@ -446,6 +447,7 @@ class PolicyNode(Node):
             "t_obs": r.t_obs,
             "t_start": r.t_start,
             "t_end": r.t_end,
+            "t_published": r.t_published,
             "prep_ms": round(r.prep_s * 1e3, 3),
             "inference_ms": round(r.inference_s * 1e3, 3),
             "points": 0 if r.chunk is None or r.state != "published" else int(len(r.chunk.times)),

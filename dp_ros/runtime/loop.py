@@ -48,7 +48,8 @@ class StepResult:
     report: FilterReport | None = None
     t_obs: float = float("nan")
     t_start: float = float("nan")
-    t_end: float = float("nan")
+    t_end: float = float("nan")  # inference finished
+    t_published: float = float("nan")  # set by the node once it has published
     prep_s: float = 0.0  # window + frame decoding
     inference_s: float = 0.0
 
