@@ -165,7 +165,7 @@ def test_over_budget_publishes_nothing(rig):
     r.node.runner.predict = too_slow
     assert wait_for(lambda: any(s["state"] == "over_budget" for s in r.statuses()), timeout=20)
     assert r.trajectories() == []
-    assert wait_for(lambda: any("over budget" in d.message for d in r.diagnostics()), timeout=5)
+    assert wait_for(lambda: any("over budget" in d.message for d in r.diagnostics()), timeout=10)
 
 
 def test_stopped_camera_stops_publishing_and_diagnostics_name_it(rig):
@@ -177,20 +177,20 @@ def test_stopped_camera_stops_publishing_and_diagnostics_name_it(rig):
     time.sleep(1.5)
     assert r.trajectories() == []
     assert any(s["state"] == "stale" and "camera_1" in " ".join(s["reasons"]) for s in r.statuses())
-    assert wait_for(lambda: any("camera_1" in d.message and d.level == d.ERROR for d in r.diagnostics()), 5)
+    assert wait_for(lambda: any("camera_1" in d.message and d.level == d.ERROR for d in r.diagnostics()), 10)
     r.sensors.active["camera_1"] = True
-    assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=10), "publishing resumes"
+    assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=20), "publishing resumes"
 
 
 def test_starts_disabled_and_enable_disable_reset(rig):
     r = rig(enabled_on_start=False)
     time.sleep(1.0)
     assert r.trajectories() == []
-    assert wait_for(lambda: any(d.message == "disabled" for d in r.diagnostics()), 5)
+    assert wait_for(lambda: any(d.message == "disabled" for d in r.diagnostics()), 10)
 
     res = r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=True))
     assert res.success and res.message == "enabled"
-    assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=10)
+    assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=20)
 
     res = r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=False))
     assert res.success and "holding the measured position" in res.message
@@ -206,7 +206,7 @@ def test_starts_disabled_and_enable_disable_reset(rig):
     r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=True))
     res = r.call(Trigger, "/dp_policy/reset", Trigger.Request())
     assert res.success and "cleared" in res.message
-    assert wait_for(lambda: len(r.trajectories()) >= n + 2, timeout=10), "publishing resumes after reset"
+    assert wait_for(lambda: len(r.trajectories()) >= n + 2, timeout=20), "publishing resumes after reset"
 
 
 def test_parameters_through_set_parameters_service(rig):
@@ -221,11 +221,13 @@ def test_parameters_through_set_parameters_service(rig):
     r.node.runner.predict = spy
     assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=20)
 
-    results = r.set_params(action_horizon=2, num_inference_steps=3)
+    # T_a = 3 spans 0.2 s: enough to outlast inference under load (T_a = 2 would often be
+    # over budget on this 2-core machine, which is correct behaviour but not this test).
+    results = r.set_params(action_horizon=3, num_inference_steps=3)
     assert all(res.successful for res in results)
     r.rec.clear()
-    assert wait_for(lambda: len(r.trajectories()) >= 2, timeout=10)
-    assert all(len(m.points) <= 2 for _, m in r.trajectories())
+    assert wait_for(lambda: len(r.trajectories()) >= 2, timeout=30)
+    assert all(len(m.points) <= 3 for _, m in r.trajectories())
     assert seen_steps[-1] == 3
 
     # Invalid values are rejected with their reason, and the old value stays.
@@ -239,7 +241,7 @@ def test_parameters_through_set_parameters_service(rig):
     assert not res.successful and "longer than a whole chunk" in res.reason
     (res,) = r.set_params(dt=0.2)
     assert not res.successful and "read-only" in res.reason.lower().replace("read only", "read-only")
-    assert r.node.get_parameter("action_horizon").value == 2
+    assert r.node.get_parameter("action_horizon").value == 3
     assert r.node.get_parameter("num_inference_steps").value == 3
 
 
@@ -260,7 +262,7 @@ def test_bad_images_cause_no_motion_and_a_clear_reason(rig, bad):
     assert r.trajectories() == []
     reasons = " ".join(s["reasons"][0] for s in r.statuses() if s["state"] == "bad_input")
     assert "camera_0" in reasons
-    assert wait_for(lambda: any("camera_0" in d.message for d in r.diagnostics()), 5)
+    assert wait_for(lambda: any("camera_0" in d.message for d in r.diagnostics()), 10)
     assert r.call(Trigger, "/dp_policy/reset", Trigger.Request()).success
 
 
@@ -290,7 +292,7 @@ def test_bad_joint_states_cause_no_motion(rig, bad):
     time.sleep(1.0)
     assert r.trajectories() == []
     assert wait_for(lambda: any(
-        int(next(v.value for v in d.values if v.key == "messages_rejected")) > 0 for d in r.diagnostics()), 5)
+        int(next(v.value for v in d.values if v.key == "messages_rejected")) > 0 for d in r.diagnostics()), 10)
     last = [d for d in r.diagnostics()][-1]
     rejection = next(v.value for v in last.values if v.key == "last_rejection")
     expect = {"nan": "NaN", "missing": "missing joints ['wrist']", "backwards": "went backwards"}[bad]
@@ -326,7 +328,7 @@ def test_limits_from_robot_description_and_speed_limit(rig, ros):
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pub = r.sensors.create_publisher(String, "/robot_description", latched)
     pub.publish(String(data=URDF))
-    assert wait_for(lambda: bool(r.node._urdf_limits), timeout=10)
+    assert wait_for(lambda: bool(r.node._urdf_limits), timeout=20)
     r.rec.clear()
     assert wait_for(lambda: len(r.trajectories()) >= 3, timeout=20)
     for arrival, msg in r.trajectories():
