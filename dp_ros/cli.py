@@ -19,18 +19,58 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.add_arguments(p)
     p.set_defaults(func=model_bench.run)
 
-    from dp_ros.bench import node_bench
+    from dp_ros.bench import backend_bench, node_bench
+
+    p = bench_sub.add_parser("backends", help="chunk latency and parity of every available backend")
+    backend_bench.add_arguments(p)
+    p.set_defaults(func=backend_bench.run)
 
     p = bench_sub.add_parser("node", help="the policy node's overhead under 2x640x480@30Hz + 500 Hz joints")
     node_bench.add_arguments(p)
     p.set_defaults(func=node_bench.run)
+
+    p = sub.add_parser("export", help="export a checkpoint's encoder and denoiser to ONNX")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default=None, help="output directory (default: the checkpoint's build directory)")
+    p.add_argument("--force", action="store_true", help="export even when the existing files match")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("compile", help="build (or verify cached) TensorRT engines for a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    p.add_argument("--device", default="cuda")
+    p.set_defaults(func=_compile)
     return parser
+
+
+def _export(args) -> int:
+    from dp_ros.runtime.export import export_onnx
+
+    r = export_onnx(args.checkpoint, args.out, force=args.force)
+    print(f"{'reused' if r.reused else 'exported'} in {r.seconds:.1f} s (checkpoint {r.checkpoint_hash[:16]}):")
+    print(f"  {r.encoder}\n  {r.denoiser}")
+    return 0
+
+
+def _compile(args) -> int:
+    from dp_ros.model.checkpoint import load_checkpoint
+    from dp_ros.runtime.tensorrt_backend import TensorRTBackend, unavailable
+
+    why = unavailable(args.device)
+    if why:
+        print(f"dp_ros compile: TensorRT is unavailable here: {why}", file=sys.stderr)
+        return 2
+    TensorRTBackend(load_checkpoint(args.checkpoint), args.device, args.checkpoint, precision=args.precision)
+    print("engines ready (built or loaded from the cache; see the log above)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # Our own messages at INFO (DEBUG with -v); libraries (the ONNX exporter narrates a
+    # lot) only from WARNING up.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dp_ros").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return int(args.func(args) or 0)
 
 

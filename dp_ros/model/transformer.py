@@ -59,5 +59,5 @@ class TransformerDenoiser(nn.Module):
         cond = torch.cat([t_emb, self.cond_obs_emb(obs)], dim=1)  # (B, 1 + T_o, E)
         memory = self.cond_encoder(self.drop(cond + self.cond_pos_emb))
         x = self.drop(self.input_emb(sample) + self.pos_emb)  # (B, T_p, A) -> (B, T_p, E)
-        x = self.decoder(x, memory, tgt_mask=self.causal_mask)
+        x = self.decoder(x, memory, tgt_mask=self.causal_mask, tgt_is_causal=True)
         return self.head(self.ln_f(x))  # (B, T_p, E) -> (B, T_p, A)

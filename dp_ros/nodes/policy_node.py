@@ -100,7 +100,7 @@ class PolicyNode(Node):
         model_path = self.declare_parameter("model_path", "", _desc(
             "checkpoint directory, or the name of one under the package's models/", read_only=True)).value
         backend = self.declare_parameter("backend", "auto", _desc(
-            "inference backend: auto or a backend name (pytorch)", read_only=True)).value
+            "inference backend: auto, tensorrt, cuda_graph, onnxruntime or pytorch", read_only=True)).value
         device = self.declare_parameter("device", "auto", _desc(
             "torch device: auto, cpu, cuda or cuda:N", read_only=True)).value
         if not model_path:

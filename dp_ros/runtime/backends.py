@@ -5,7 +5,14 @@ units: encode once, run the DDIM steps, unnormalize. ``auto`` picks the best one
 is available and says which; an explicitly requested backend that is unavailable is a
 start-up error, never a silent fallback.
 
-Backends here: ``pytorch`` (eager PyTorch on the CPU or a CUDA device).
+| name          | runs                                              | device      |
+| ------------- | ------------------------------------------------- | ----------- |
+| `tensorrt`    | TensorRT engines (FP16 default), CUDA graph       | cuda        |
+| `cuda_graph`  | PyTorch, FP16 autocast, whole chunk in a CUDA graph | cuda      |
+| `onnxruntime` | exported ONNX graphs (CUDA/TensorRT providers if present) | cpu, cuda |
+| `pytorch`     | eager PyTorch FP32, the reference                 | cpu, cuda   |
+
+``auto`` tries them in that order on the resolved device.
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ class TorchBackend:
 
     name = "pytorch"
 
-    def __init__(self, policy, device: str):
+    def __init__(self, policy, device: str, checkpoint=None):
         self.device = device
         self.policy = policy.to(device).eval()
 
@@ -58,11 +65,22 @@ def _torch_available(device: str) -> str | None:
     return f"unknown device {device!r}; use cpu, cuda, cuda:N or auto"
 
 
-# name -> (why it is unavailable on a device, or None; constructor)
+def _lazy(module: str, attr: str) -> Callable[..., object]:
+    def get(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"dp_ros.runtime.{module}"), attr)(*args, **kwargs)
+    return get
+
+
+# name -> (why it is unavailable on a device, or None; constructor(policy, device, checkpoint))
 BACKENDS: dict[str, tuple[Callable[[str], str | None], Callable[..., object]]] = {
+    "tensorrt": (_lazy("tensorrt_backend", "unavailable"), _lazy("tensorrt_backend", "TensorRTBackend")),
+    "cuda_graph": (_lazy("cuda_graph_backend", "unavailable"), _lazy("cuda_graph_backend", "CudaGraphBackend")),
+    "onnxruntime": (_lazy("onnxruntime_backend", "unavailable"), _lazy("onnxruntime_backend", "OnnxRuntimeBackend")),
     "pytorch": (_torch_available, TorchBackend),
 }
-AUTO_ORDER = ("pytorch",)
+AUTO_ORDER = ("tensorrt", "cuda_graph", "onnxruntime", "pytorch")
 
 
 def resolve_device(device: str) -> str:
@@ -126,7 +144,7 @@ def load_runner(model_path: str | Path, backend: str = "auto", device: str = "au
         raise BackendUnavailable(f"unknown backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
     why = BACKENDS[backend][0](device)
     if why:
-        raise BackendUnavailable(f"backend {backend!r} is unavailable: {why}")
+        raise BackendUnavailable(f"backend {backend!r} is unavailable on {device}: {why}")
     policy = load_checkpoint(path)
-    impl = BACKENDS[backend][1](policy, device)
+    impl = BACKENDS[backend][1](policy, device, path)
     return PolicyRunner(policy.config, impl, backend, device, path)

@@ -1,0 +1,163 @@
+"""Export, backends and their parity with PyTorch FP32 under the same initial noise."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dp_ros.model import build_policy, load_checkpoint, save_checkpoint
+from dp_ros.model.presets import placeholder_normalizer
+from dp_ros.runtime import export as export_mod
+from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, load_runner
+from dp_ros.runtime.export import export_onnx
+from dp_ros.runtime.tensorrt_backend import cached_engine, engine_key
+
+from model_helpers import J, tiny_config, window
+
+FP32_TOL = 1e-4  # joint units; the action range here is [-1, 1]
+FP16_TOL = 2e-2
+
+
+def _ckpt(tmp_path, denoiser="unet", prediction="epsilon", name="ckpt"):
+    import dataclasses
+
+    cfg = tiny_config(denoiser)
+    cfg = dataclasses.replace(cfg, noise=dataclasses.replace(cfg.noise, prediction_type=prediction)).validate()
+    torch.manual_seed(0)
+    return save_checkpoint(build_policy(cfg, placeholder_normalizer(cfg)), tmp_path / name)
+
+
+def _reference(ckpt, obs, noise, steps):
+    return load_checkpoint(ckpt).predict_chunk(obs, noise=torch.as_tensor(noise), num_inference_steps=steps)
+
+
+def test_export_names_shapes_and_reuse(tmp_path):
+    ckpt = _ckpt(tmp_path)
+    r = export_onnx(ckpt)
+    assert not r.reused and r.encoder.parent == ckpt / ".build" / "onnx"
+    enc, den = onnx.load(str(r.encoder)), onnx.load(str(r.denoiser))
+
+    def io(model):
+        def dims(v):
+            return [d.dim_value for d in v.type.tensor_type.shape.dim]
+        return ({i.name: dims(i) for i in model.graph.input}, {o.name: dims(o) for o in model.graph.output})
+
+    ins, outs = io(enc)
+    assert ins == {"image_left": [1, 2, 40, 48, 3], "image_right": [1, 2, 40, 48, 3], "state_joint_pos": [1, 2, J]}
+    assert enc.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert list(outs) == ["cond"]
+    ins, outs = io(den)
+    assert ins["sample"] == [1, 8, J] and ins["timestep"] == [1] and outs == {"model_output": [1, 8, J]}
+    assert export_onnx(ckpt).reused
+    # A changed checkpoint is exported again.
+    policy = load_checkpoint(ckpt)
+    with torch.no_grad():
+        next(policy.parameters()).add_(0.1)
+    save_checkpoint(policy, ckpt)
+    assert not export_onnx(ckpt).reused
+
+
+@pytest.mark.parametrize("denoiser,prediction", [("unet", "epsilon"), ("transformer", "epsilon"), ("unet", "sample")])
+def test_onnxruntime_parity_with_pytorch_fp32(tmp_path, denoiser, prediction):
+    ckpt = _ckpt(tmp_path, denoiser, prediction)
+    runner = load_runner(ckpt, "onnxruntime", "cpu")
+    obs = window(runner.config)
+    noise = np.random.default_rng(1).standard_normal((8, J)).astype(np.float32)
+    for steps in (1, 3, 10):
+        got = runner.predict(obs, steps, noise).actions
+        ref = _reference(ckpt, obs, noise, steps)
+        assert got.shape == ref.shape == (8, J)
+        assert np.max(np.abs(got - ref)) < FP32_TOL, (steps, np.max(np.abs(got - ref)))
+
+
+def test_auto_and_explicit_backend_choice(tmp_path):
+    ckpt = _ckpt(tmp_path)
+    assert load_runner(ckpt, "auto", "cpu").backend_name == "onnxruntime"
+    with pytest.raises(BackendUnavailable, match="backend 'tensorrt' is unavailable on cpu"):
+        load_runner(ckpt, "tensorrt", "cpu")
+    with pytest.raises(BackendUnavailable, match="backend 'cuda_graph' is unavailable on cpu"):
+        load_runner(ckpt, "cuda_graph", "cpu")
+    with pytest.raises(BackendUnavailable, match="unknown backend 'tvm'"):
+        load_runner(ckpt, "tvm", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="no CUDA device"):
+            load_runner(ckpt, "pytorch", "cuda")
+
+
+def test_engine_key_covers_what_makes_an_engine_valid():
+    base = dict(gpu="NVIDIA H100", compute_capability="9.0", trt_version="10.13", precision="fp16",
+                shapes={"sample": (1, 16, 7)}, checkpoint_hash="abc")
+    key, desc = engine_key(**base)
+    assert desc["checkpoint"] == "abc" and desc["shapes"] == {"sample": [1, 16, 7]}
+    for field, other in [("gpu", "NVIDIA L4"), ("compute_capability", "8.9"), ("trt_version", "10.14"),
+                         ("precision", "fp32"), ("shapes", {"sample": (1, 32, 7)}), ("checkpoint_hash", "abd")]:
+        assert engine_key(**dict(base, **{field: other}))[0] != key, field
+    with pytest.raises(ValueError, match="precision 'int8'"):
+        engine_key(**dict(base, precision="int8"))
+
+
+def test_engine_cache_builds_once_and_rebuilds_on_a_new_key(tmp_path):
+    builds = []
+
+    def build():
+        builds.append(1)
+        return b"engine-%d" % len(builds)
+
+    key, desc = engine_key("gpu", "9.0", "10", "fp16", {"x": (1,)}, "h1")
+    assert cached_engine(tmp_path, "denoiser", key, desc, build) == (b"engine-1", False)
+    assert cached_engine(tmp_path, "denoiser", key, desc, build) == (b"engine-1", True)
+    assert len(builds) == 1
+    key2, desc2 = engine_key("gpu", "9.0", "10", "fp16", {"x": (1,)}, "h2")
+    assert cached_engine(tmp_path, "denoiser", key2, desc2, build) == (b"engine-2", False)
+    # A description file that does not match (for example edited or stale) forces a rebuild.
+    (tmp_path / f"denoiser-{key}.json").write_text(json.dumps(dict(desc, tensorrt="9")))
+    assert cached_engine(tmp_path, "denoiser", key, desc, build) == (b"engine-3", False)
+
+
+def test_build_dir_falls_back_to_the_cache_when_read_only(tmp_path, monkeypatch):
+    ckpt = _ckpt(tmp_path)
+    real_mkdir = export_mod.Path.mkdir
+
+    def mkdir(self, *a, **k):
+        if self.name == ".build":
+            raise PermissionError("read-only")
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(export_mod.Path, "mkdir", mkdir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    d = export_mod.build_dir(ckpt)
+    assert d.parent == tmp_path / "cache" / "dp_ros" / "builds" and d.is_dir()
+
+
+def _gpu_backend_reason(name):
+    return BACKENDS[name][0]("cuda")
+
+
+@pytest.mark.parametrize("name,tol", [("cuda_graph", FP16_TOL), ("tensorrt", FP16_TOL), ("pytorch", FP32_TOL)])
+def test_gpu_backend_parity(tmp_path, name, tol):
+    why = _gpu_backend_reason(name)
+    if why:
+        pytest.skip(f"{name} on cuda: {why}")
+    ckpt = _ckpt(tmp_path)
+    runner = load_runner(ckpt, name, "cuda")
+    obs = window(runner.config)
+    noise = np.random.default_rng(2).standard_normal((8, J)).astype(np.float32)
+    for steps in (1, 10):
+        got = runner.predict(obs, steps, noise).actions
+        assert np.max(np.abs(got - _reference(ckpt, obs, noise, steps))) < tol
+    # Replays are deterministic for a given noise.
+    assert np.array_equal(runner.predict(obs, 10, noise).actions, runner.predict(obs, 10, noise).actions)
+
+
+def test_tensorrt_fp32_parity(tmp_path):
+    why = _gpu_backend_reason("tensorrt")
+    if why:
+        pytest.skip(f"tensorrt on cuda: {why}")
+    from dp_ros.runtime.tensorrt_backend import TensorRTBackend
+
+    ckpt = _ckpt(tmp_path)
+    backend = TensorRTBackend(load_checkpoint(ckpt), "cuda", ckpt, precision="fp32")
+    obs = window(load_checkpoint(ckpt).config)
+    noise = np.random.default_rng(3).standard_normal((8, J)).astype(np.float32)
+    assert np.max(np.abs(backend.predict(obs, 10, noise) - _reference(ckpt, obs, noise, 10))) < 1e-3
