@@ -64,6 +64,7 @@ setup(
         'console_scripts': [
             'dp_ros = dp_ros.cli:main',
             'policy_node = dp_ros.nodes.policy_node:main',
+            'teleop_recorder = dp_ros.nodes.teleop_recorder:main',
         ],
     },
 )

@@ -19,7 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.add_arguments(p)
     p.set_defaults(func=model_bench.run)
 
-    from dp_ros.bench import backend_bench, node_bench
+    from dp_ros.bench import backend_bench, node_bench, recorder_bench
+
+    p = bench_sub.add_parser("recorder", help="dropped ticks, CPU and bytes/s of the recorder under camera load")
+    recorder_bench.add_arguments(p)
+    p.set_defaults(func=recorder_bench.run)
 
     p = bench_sub.add_parser("backends", help="chunk latency and parity of every available backend")
     backend_bench.add_arguments(p)
@@ -28,6 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("node", help="the policy node's overhead under 2x640x480@30Hz + 500 Hz joints")
     node_bench.add_arguments(p)
     p.set_defaults(func=node_bench.run)
+
+    dataset = sub.add_parser("dataset", help="inspect, view and import demonstration datasets")
+    dataset_sub = dataset.add_subparsers(dest="dataset", required=True)
+    from dp_ros.dataset import bag_import, cli as dataset_cli
+
+    p = dataset_sub.add_parser("info", help="episodes, lengths, rates and statistics of a dataset")
+    dataset_cli.add_info_arguments(p)
+    p.set_defaults(func=dataset_cli.run_info)
+    p = dataset_sub.add_parser("view", help="a PNG contact sheet (or MP4) of an episode with joint plots")
+    dataset_cli.add_view_arguments(p)
+    p.set_defaults(func=dataset_cli.run_view)
+    p = dataset_sub.add_parser("import-bag", help="import a rosbag2 recording (sqlite3 or MCAP) as an episode")
+    bag_import.add_arguments(p)
+    p.set_defaults(func=bag_import.run)
 
     p = sub.add_parser("export", help="export a checkpoint's encoder and denoiser to ONNX")
     p.add_argument("checkpoint")

@@ -90,3 +90,30 @@ def test_policy_yaml_keys_are_declared_parameters(tmp_path):
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_recorder_yaml_keys_are_declared_parameters(tmp_path):
+    from dp_ros.nodes.teleop_recorder import NODE_NAME, TeleopRecorder
+
+    data = yaml.safe_load((ROOT / "config" / "recorder.yaml").read_text())
+    assert list(data) == [NODE_NAME]
+    keys = _flatten(data[NODE_NAME]["ros__parameters"])
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        node = TeleopRecorder(context=ctx, parameter_overrides=params(dataset_path=str(tmp_path / "d"), **keys))
+        missing = sorted(k for k in keys if not node.has_parameter(k))
+        assert not missing, f"config/recorder.yaml sets parameters the recorder does not declare: {missing}"
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -150,6 +150,30 @@ class ObservationBuffer:
         with self._lock:
             return {n: (s.stamps[-1] if s.stamps else None) for n, s in self._streams.items()}
 
+    def sample_at(self, t: float, now: float) -> Window:
+        """One step at time ``t`` (the recorder's tick): every stream's newest message at or
+        before ``t`` (interpolated streams: at ``t``, or their newest if ``t`` is past it),
+        refused when a stream is missing or stale at ``now``."""
+        with self._lock:
+            reasons, stale = [], []
+            values: dict[str, list[Any]] = {}
+            stamps: dict[str, list[float]] = {}
+            for name, s in self._streams.items():
+                if not s.stamps or now - s.stamps[-1] > s.spec.max_age:
+                    age = "no data" if not s.stamps else f"stale, newest message {now - s.stamps[-1]:.3f} s old"
+                    reasons.append(f"{name}: {age}")
+                    stale.append(name)
+                    continue
+                got = s.at(t)
+                if got is None:
+                    reasons.append(f"{name}: no message at or before {t:.3f}")
+                    stale.append(name)
+                    continue
+                values[name], stamps[name] = [got[0]], [got[1]]
+            if reasons:
+                return Window(ready=False, reasons=reasons, stale=stale)
+            return Window(ready=True, t_obs=t, times=np.array([t]), values=values, stamps=stamps)
+
     def window(self, now: float) -> Window:
         """The aligned window for the newest common time, or the reasons there is none."""
         with self._lock:

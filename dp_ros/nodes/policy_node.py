@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -36,27 +35,13 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from dp_ros.core.safety import JointLimits
 from dp_ros.core.trajectory_rules import trajectory_violations
 from dp_ros.core.urdf import parse_joint_limits
-from dp_ros.imaging import decode_compressed, decode_image, resize_rgb
+from dp_ros.nodes.common import AspectWarner, describe, image_msg_to_rgb, sec_to_duration, sec_to_time, stamp_to_sec
 from dp_ros.runtime.backends import load_runner, resolve_model_path
 from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
 
 NODE_NAME = "dp_policy"
 TRAJECTORY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def stamp_to_sec(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def sec_to_time(t: float) -> Time:
-    ns = int(round(t * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def sec_to_duration(t: float) -> Duration:
-    ns = int(round(t * 1e9))
-    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def _share_dir() -> str | None:
@@ -68,16 +53,6 @@ def _share_dir() -> str | None:
         return get_package_share_directory("dp_ros")
     except (PackageNotFoundError, OSError, KeyError, ValueError):
         return None
-
-
-def _desc(text: str, read_only: bool = False, lo=None, hi=None, integer: bool = False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text, read_only=read_only)
-    if lo is not None:
-        if integer:
-            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-        else:
-            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    return d
 
 
 @dataclass
@@ -97,11 +72,11 @@ class PolicyNode(Node):
         log = self.get_logger()
 
         # ---- the checkpoint and what it fixes (read-only) ----
-        model_path = self.declare_parameter("model_path", "", _desc(
+        model_path = self.declare_parameter("model_path", "", describe(
             "checkpoint directory, or the name of one under the package's models/", read_only=True)).value
-        backend = self.declare_parameter("backend", "auto", _desc(
+        backend = self.declare_parameter("backend", "auto", describe(
             "inference backend: auto, tensorrt, cuda_graph, onnxruntime or pytorch", read_only=True)).value
-        device = self.declare_parameter("device", "auto", _desc(
+        device = self.declare_parameter("device", "auto", describe(
             "torch device: auto, cpu, cuda or cuda:N", read_only=True)).value
         if not model_path:
             raise ValueError("parameter model_path is empty: set it to a checkpoint directory")
@@ -120,7 +95,7 @@ class PolicyNode(Node):
             ("camera_names", [c.name for c in cfg.obs.cameras] or [""],
              "cameras (from the checkpoint; [''] when there are none)"),
         ]:
-            got = self.declare_parameter(name, value, _desc(text, read_only=True)).value
+            got = self.declare_parameter(name, value, describe(text, read_only=True)).value
             if list(got) != list(value) if isinstance(value, list) else got != value:
                 raise ValueError(f"parameter {name}={got!r} does not match the checkpoint's {value!r}; "
                                  "remove it from the parameters or use the matching checkpoint")
@@ -128,39 +103,39 @@ class PolicyNode(Node):
         # ---- tunable at run time (validated in _on_set_parameters, read at every chunk) ----
         t_max = cfg.max_action_steps
         k_max = cfg.noise.num_train_steps
-        self.declare_parameter("action_horizon", cfg.n_action_steps, _desc(
+        self.declare_parameter("action_horizon", cfg.n_action_steps, describe(
             f"T_a, actions executed per chunk, 1..T_p-T_o+1 = {t_max}", lo=1, hi=t_max, integer=True))
-        self.declare_parameter("num_inference_steps", cfg.noise.num_inference_steps, _desc(
+        self.declare_parameter("num_inference_steps", cfg.noise.num_inference_steps, describe(
             f"DDIM denoising steps per chunk, 1..K = {k_max}", lo=1, hi=k_max, integer=True))
-        self.declare_parameter("inference_period", 0.0, _desc(
+        self.declare_parameter("inference_period", 0.0, describe(
             "seconds between chunk starts; 0 means action_horizon * dt", lo=0.0, hi=60.0))
-        self.declare_parameter("execution_latency", 0.02, _desc(
+        self.declare_parameter("execution_latency", 0.02, describe(
             "seconds from publishing to the controller acting; actions due before now + this are dropped",
             lo=0.0, hi=1.0))
-        self.declare_parameter("action_time_offset", 0.0, _desc(
+        self.declare_parameter("action_time_offset", 0.0, describe(
             "seconds added to every action time (t_obs + i*dt + offset)", lo=-1.0, hi=1.0))
-        self.declare_parameter("max_obs_age", 0.25, _desc(
+        self.declare_parameter("max_obs_age", 0.25, describe(
             "seconds; a stream whose newest message is older makes the observation stale", lo=0.001, hi=10.0))
-        self.declare_parameter("max_joint_speed", 1.0, _desc(
+        self.declare_parameter("max_joint_speed", 1.0, describe(
             "rad/s (m/s for prismatic joints) per joint, from the measured position and between points",
             lo=1e-6, hi=100.0))
         n = cfg.action_dim
-        self.declare_parameter("joint_lower_limits", [-math.inf] * n, _desc(
+        self.declare_parameter("joint_lower_limits", [-math.inf] * n, describe(
             "lower position limit per joint, in joint_names order; -.inf for none"))
-        self.declare_parameter("joint_upper_limits", [math.inf] * n, _desc(
+        self.declare_parameter("joint_upper_limits", [math.inf] * n, describe(
             "upper position limit per joint, in joint_names order; .inf for none"))
 
         # ---- wiring (read-only) ----
-        self._enabled = self.declare_parameter("enabled_on_start", False, _desc(
+        self._enabled = self.declare_parameter("enabled_on_start", False, describe(
             "publish trajectories from the start; otherwise wait for ~/enable", read_only=True)).value
-        joint_topic = self.declare_parameter("joint_states_topic", "/joint_states", _desc(
+        joint_topic = self.declare_parameter("joint_states_topic", "/joint_states", describe(
             "sensor_msgs/JointState input", read_only=True)).value
         traj_topic = self.declare_parameter(
             "trajectory_topic", "/joint_trajectory_controller/joint_trajectory",
-            _desc("trajectory_msgs/JointTrajectory output (the controller's topic)", read_only=True)).value
-        use_urdf = self.declare_parameter("use_robot_description", True, _desc(
+            describe("trajectory_msgs/JointTrajectory output (the controller's topic)", read_only=True)).value
+        use_urdf = self.declare_parameter("use_robot_description", True, describe(
             "also take joint limits from the URDF on /robot_description", read_only=True)).value
-        diag_period = self.declare_parameter("diagnostics_period", 1.0, _desc(
+        diag_period = self.declare_parameter("diagnostics_period", 1.0, describe(
             "seconds between /diagnostics messages", read_only=True, lo=0.05, hi=60.0)).value
 
         self._planner = ChunkPlanner(self.runner, self._decode_frame, self._param("max_obs_age"))
@@ -171,16 +146,16 @@ class PolicyNode(Node):
         self._last_state = "disabled" if not self._enabled else "starting"
         self._last_reject = ""
         self._joint_index: dict[tuple[str, ...], list[int] | None | str] = {}
-        self._aspect_warned: set[str] = set()
+        self._aspect = AspectWarner(self.get_logger())
         self._next_due = 0.0
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # ---- subscriptions, publishers, services, timers ----
         self._camera_topics = {}
         for cam in cfg.obs.cameras:
-            compressed = self.declare_parameter(f"cameras.{cam.name}.compressed", False, _desc(
+            compressed = self.declare_parameter(f"cameras.{cam.name}.compressed", False, describe(
                 f"camera {cam.name}: subscribe to sensor_msgs/CompressedImage", read_only=True)).value
-            topic = self.declare_parameter(f"cameras.{cam.name}.topic", "", _desc(
+            topic = self.declare_parameter(f"cameras.{cam.name}.topic", "", describe(
                 f"camera {cam.name}: topic; empty means /{cam.name}/image_raw[/compressed]", read_only=True)).value
             topic = topic or f"/{cam.name}/image_raw" + ("/compressed" if compressed else "")
             self._camera_topics[cam.name] = topic
@@ -257,16 +232,7 @@ class PolicyNode(Node):
 
     def _decode_frame(self, camera: str, msg) -> np.ndarray:
         cam = next(c for c in self.cfg.obs.cameras if c.name == camera)
-        if isinstance(msg, CompressedImage):
-            rgb = decode_compressed(msg.format, msg.data)
-        else:
-            rgb = decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
-        h, w = rgb.shape[:2]
-        if camera not in self._aspect_warned and abs(w / h - cam.width / cam.height) > 0.02 * cam.width / cam.height:
-            self._aspect_warned.add(camera)
-            self.get_logger().warning(f"camera {camera}: {w}x{h} images are resized to the model's "
-                                      f"{cam.width}x{cam.height}, which changes the aspect ratio")
-        return resize_rgb(rgb, cam.height, cam.width)
+        return self._aspect.resize(camera, image_msg_to_rgb(msg), cam.height, cam.width)
 
     def _reject(self, reason: str) -> None:
         with self._lock:
@@ -386,10 +352,12 @@ class PolicyNode(Node):
                 self.get_logger().error(f"chunk failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
 
     def destroy_node(self):
-        self._stop.set()
-        self._wake.set()
-        if self._worker.is_alive() and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
+        worker = getattr(self, "_worker", None)  # absent when the constructor failed
+        if worker is not None:
+            self._stop.set()
+            self._wake.set()
+            if worker.is_alive() and worker is not threading.current_thread():
+                worker.join(timeout=10.0)
         return super().destroy_node()
 
     def _publish_chunk(self, result: StepResult) -> StepResult:

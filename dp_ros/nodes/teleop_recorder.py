@@ -1,0 +1,404 @@
+"""teleop_recorder: drive the arm with a teleop device and record demonstrations.
+
+Every record tick (period dt, default 0.1 s):
+
+1. the teleop device (Joy axes or a leader arm) gives the joint target for this tick,
+   which is sent to the joint_trajectory_controller (one point, dt ahead, start now);
+2. while an episode is recording, the observation at the tick time t (each camera's
+   newest frame stamped at or before t, joint positions interpolated at t) and the
+   target commanded at t are handed to a writer thread, which converts the frames to
+   RGB at the storage size and stages them. The observation for tick t is sampled one
+   tick later, so that messages stamped around t have arrived and the joints can be
+   interpolated at t rather than held at the last message before it. A tick whose
+   streams are stale is dropped and counted, never stored half.
+
+Episodes are committed atomically by ``dp_ros.dataset.store`` (stop = save); a crash
+loses only the episode being recorded. Episode control: Joy buttons and the services
+``~/start_episode``, ``~/stop_episode``, ``~/discard_episode`` (std_srvs/Trigger).
+"""
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState, Joy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from dp_ros.core.obs_buffer import ObservationBuffer, StreamSpec
+from dp_ros.core.safety import JointLimits
+from dp_ros.core.teleop import AxisMapping, JoyTeleop, LeaderTeleop
+from dp_ros.dataset.store import DatasetError, EpisodeStore
+from dp_ros.nodes.common import AspectWarner, describe, image_msg_to_rgb, sec_to_duration, stamp_to_sec
+
+NODE_NAME = "teleop_recorder"
+JOINTS = "joint_pos"
+TRAJECTORY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class _Status:
+    state: str = "idle"  # idle | recording | saving
+    episode: int = 0  # index the current (or next) episode gets
+    frames: int = 0
+    dropped: int = 0
+    last_drop: str = ""
+    saved: int = 0
+    discarded: int = 0
+    message: str = ""
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class TeleopRecorder(Node):
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        log = self.get_logger()
+        p = self._declare
+        path = p("dataset_path", "", "dataset directory (zarr); created if missing, appended to if it matches")
+        if not path:
+            raise ValueError("parameter dataset_path is empty: set it to a dataset directory")
+        self.joint_names = tuple(p("joint_names", [""], "the follower arm's joints, in the dataset's order"))
+        if not all(self.joint_names):
+            raise ValueError("parameter joint_names is required (the arm's joints, in order)")
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"joint_names repeat: {list(self.joint_names)}")
+        n = len(self.joint_names)
+        self.dt = p("dt", 0.1, "record period in seconds (the policy's control period)", lo=0.005, hi=10.0)
+        cameras = [c for c in p("cameras", [""], "camera names ([''] for none)") if c]
+        height = p("image_height", 240, "stored image height in pixels", lo=16, hi=4096, integer=True)
+        width = p("image_width", 320, "stored image width in pixels", lo=16, hi=4096, integer=True)
+        task = p("task", "", "free-form task description, or a JSON object, stored with the dataset")
+        device = p("device", "joy", "teleop device: joy or leader")
+        lower = np.array(p("joint_lower_limits", [-math.inf] * n, "lower limit per joint; -.inf for none"), float)
+        upper = np.array(p("joint_upper_limits", [math.inf] * n, "upper limit per joint; .inf for none"), float)
+        speed = p("max_joint_speed", 0.5, "rad/s per joint for teleop targets", lo=1e-6, hi=100.0)
+        self.max_age = p("max_obs_age", 0.25, "seconds; an older stream makes a tick stale", lo=0.001, hi=10.0)
+        joint_topic = p("joint_states_topic", "/joint_states", "the follower's sensor_msgs/JointState")
+        traj_topic = p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory",
+                       "the controller's trajectory_msgs/JointTrajectory topic")
+        if len(lower) != n or len(upper) != n:
+            raise ValueError(f"joint_lower_limits and joint_upper_limits need {n} values each")
+        self.limits = JointLimits(lower, upper, np.full(n, speed))
+
+        if device == "joy":
+            k = min(n, 6)  # default: the first axes drive the first joints, in order
+            axes = p("joy.axes", list(range(k)), "Joy axis index per mapped joint")
+            joints = p("joy.joints", list(self.joint_names[:k]), "joint driven by each axis in joy.axes")
+            scales = p("joy.scales", [0.5] * k, "rad/s at full deflection for each axis (negative inverts)")
+            if not len(axes) == len(joints) == len(scales):
+                raise ValueError("joy.axes, joy.joints and joy.scales must have the same length")
+            self.teleop = JoyTeleop(self.joint_names, [AxisMapping(a, j, s) for a, j, s in zip(axes, joints, scales)],
+                                    self.limits, deadzone=p("joy.deadzone", 0.1, "axis deadzone", lo=0.0, hi=0.99),
+                                    timeout=p("joy.timeout", 0.5, "seconds until silent axes count as released",
+                                              lo=0.01, hi=10.0))
+            self._buttons = {
+                "start": p("joy.start_button", -1, "Joy button that starts an episode (-1: none)"),
+                "save": p("joy.save_button", -1, "Joy button that stops and saves the episode (-1: none)"),
+                "discard": p("joy.discard_button", -1, "Joy button that discards the episode (-1: none)"),
+            }
+            self._last_buttons: tuple[int, ...] = ()
+            self.create_subscription(Joy, p("joy_topic", "/joy", "sensor_msgs/Joy input"), self._on_joy,
+                                     qos_profile_sensor_data)
+        elif device == "leader":
+            leader_names = [x for x in p("leader.joint_names", [""], "leader joint per follower joint; [''] = same names") if x]
+            self.teleop = LeaderTeleop(self.joint_names, self.limits, leader_names or None,
+                                       p("leader.offsets", [0.0] * n, "added to each leader position"),
+                                       p("leader.scales", [1.0] * n, "multiplies each leader position"))
+            self.create_subscription(JointState, p("leader_topic", "/leader/joint_states", "the leader's JointState"),
+                                     self._on_leader, qos_profile_sensor_data)
+        else:
+            raise ValueError(f"device {device!r} must be 'joy' or 'leader'")
+
+        try:
+            task_meta = json.loads(task) if task.strip().startswith("{") else {"description": task}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"parameter task looks like JSON but is not: {exc}") from None
+        self.store = EpisodeStore.create(path, self.joint_names, {c: (height, width) for c in cameras}, self.dt,
+                                         task=task_meta)
+        self.cameras = cameras
+        self.size = (height, width)
+        streams = [StreamSpec(c, self.max_age) for c in cameras] + [StreamSpec(JOINTS, self.max_age, interpolate=True)]
+        self.buffer = ObservationBuffer(streams, n_obs_steps=1, dt=self.dt)
+        self.status = _Status(episode=self.store.n_episodes)
+        self._lock = threading.Lock()
+        self._writer = None
+        self._pending: tuple[float, np.ndarray] | None = None  # (t, target) awaiting its observation
+        self._jobs: queue.Queue = queue.Queue(maxsize=int(2.0 / self.dt) + 4)  # about 2 s of ticks
+        self._aspect = AspectWarner(log)
+        self._index_cache: dict[tuple[str, ...], list[int] | str | None] = {}
+
+        for cam in cameras:
+            compressed = p(f"cameras.{cam}.compressed", False, f"camera {cam}: sensor_msgs/CompressedImage")
+            topic = p(f"cameras.{cam}.topic", "", f"camera {cam}: topic; empty = /{cam}/image_raw[/compressed]")
+            topic = topic or f"/{cam}/image_raw" + ("/compressed" if compressed else "")
+            self.create_subscription(CompressedImage if compressed else Image, topic,
+                                     lambda m, c=cam: self._push(c, m), qos_profile_sensor_data)
+        self.create_subscription(JointState, joint_topic, self._on_joint_state, qos_profile_sensor_data)
+        self._traj_pub = self.create_publisher(JointTrajectory, traj_topic, TRAJECTORY_QOS)
+        self._status_pub = self.create_publisher(String, "~/status", 10)
+        self.create_service(Trigger, "~/start_episode", lambda req, res: self._service(res, self.start_episode))
+        self.create_service(Trigger, "~/stop_episode", lambda req, res: self._service(res, self.stop_episode))
+        self.create_service(Trigger, "~/discard_episode", lambda req, res: self._service(res, self.discard_episode))
+        self._worker = threading.Thread(target=self._work, name="recorder_writer", daemon=True)
+        self._worker.start()
+        self.create_timer(self.dt, self._tick)
+        log.info(f"recording {list(self.joint_names)} and cameras {cameras} every {self.dt} s into {path} "
+                 f"({self.store.n_episodes} episodes so far); teleop: {device}")
+
+    # ---- helpers ----
+
+    def _declare(self, name, default, text, lo=None, hi=None, integer=False):
+        return self.declare_parameter(name, default, describe(text, read_only=True, lo=lo, hi=hi,
+                                                              integer=integer)).value
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _reject(self, stream: str, reason: str) -> None:
+        with self._lock:
+            self.status.rejected[stream] = self.status.rejected.get(stream, 0) + 1
+        self.get_logger().warning(f"message rejected: {reason}", throttle_duration_sec=2.0)
+
+    # ---- inputs ----
+
+    def _push(self, stream: str, msg) -> None:
+        reason = self.buffer.push(stream, stamp_to_sec(msg.header.stamp), msg, self._now())
+        if reason:
+            self._reject(stream, reason)
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        key = tuple(msg.name)
+        if key not in self._index_cache:
+            where = {nm: i for i, nm in enumerate(msg.name)}
+            if len(where) != len(msg.name):
+                idx = f"joint_states: repeated joint names in {list(msg.name)}"
+            elif not any(j in where for j in self.joint_names):
+                idx = None
+            else:
+                missing = [j for j in self.joint_names if j not in where]
+                idx = f"joint_states: missing joints {missing}" if missing else [where[j] for j in self.joint_names]
+            if len(self._index_cache) < 64:
+                self._index_cache[key] = idx
+        else:
+            idx = self._index_cache[key]
+        if idx is None:
+            return
+        if isinstance(idx, str) or len(msg.position) != len(msg.name):
+            self._reject(JOINTS, idx if isinstance(idx, str) else "joint_states: positions and names differ in length")
+            return
+        q = np.array([msg.position[i] for i in idx], dtype=float)
+        if not np.all(np.isfinite(q)):
+            self._reject(JOINTS, "joint_states: NaN or infinite position")
+            return
+        reason = self.buffer.push(JOINTS, stamp_to_sec(msg.header.stamp), q, self._now())
+        if reason:
+            self._reject(JOINTS, reason)
+
+    def _on_joy(self, msg: Joy) -> None:
+        reason = self.teleop.set_axes(list(msg.axes), self._now())
+        if reason:
+            self._reject("joy", reason)
+        buttons = tuple(msg.buttons)
+        for action, index in self._buttons.items():
+            if 0 <= index < len(buttons) and buttons[index] and not (
+                    index < len(self._last_buttons) and self._last_buttons[index]):
+                ok, text = {"start": self.start_episode, "save": self.stop_episode,
+                            "discard": self.discard_episode}[action]()
+                if ok:
+                    self.get_logger().info(f"joy {action}: {text}")
+                else:
+                    self.get_logger().warning(f"joy {action}: {text}")
+        self._last_buttons = buttons
+
+    def _on_leader(self, msg: JointState) -> None:
+        reason = self.teleop.set_leader(list(msg.name), list(msg.position))
+        if reason:
+            self._reject("leader", reason)
+
+    # ---- episode control (services and Joy buttons) ----
+
+    def _service(self, response, action):
+        response.success, response.message = action()
+        return response
+
+    def start_episode(self) -> tuple[bool, str]:
+        with self._lock:
+            if self.status.state != "idle":
+                return False, f"cannot start: an episode is {self.status.state}"
+            win = self.buffer.sample_at(self._now(), self._now())
+            if not win.ready:
+                return False, "cannot start: " + "; ".join(win.reasons)
+            try:
+                self._writer = self.store.begin_episode()
+            except DatasetError as exc:
+                return False, f"cannot start: {exc}"
+            self.status.state, self.status.frames, self.status.dropped, self.status.last_drop = "recording", 0, 0, ""
+            self._pending = None
+            self.status.episode = self.store.n_episodes
+            return True, f"recording episode {self.status.episode}"
+
+    def stop_episode(self) -> tuple[bool, str]:
+        return self._finish("commit")
+
+    def discard_episode(self) -> tuple[bool, str]:
+        return self._finish("discard")
+
+    def _finish(self, what: str) -> tuple[bool, str]:
+        with self._lock:
+            if self.status.state != "recording":
+                return False, f"no episode is recording (state: {self.status.state})"
+            self.status.state = "saving" if what == "commit" else "discarding"
+            frames = self.status.frames
+        self._jobs.put((what, None))
+        verb = "saving" if what == "commit" else "discarding"
+        return True, f"{verb} episode {self.status.episode} (frames recorded so far: {frames})"
+
+    # ---- the record tick ----
+
+    def _tick(self) -> None:
+        now = self._now()
+        got = self.buffer.newest(JOINTS)
+        measured = got[1] if got is not None and now - got[0] <= self.max_age else None
+        if measured is not None:
+            if self.teleop.target is None:
+                self.teleop.reset(measured)
+            target = self.teleop.step(now, self.dt)
+            # No wind-up: the target never leads the measured position by more than two ticks of motion.
+            lead = 2.0 * self.dt * self.limits.max_velocity
+            target = np.clip(target, measured - lead, measured + lead)
+            self.teleop.target = target.copy()
+            msg = JointTrajectory(joint_names=list(self.joint_names), points=[JointTrajectoryPoint(
+                positions=[float(x) for x in target], time_from_start=sec_to_duration(self.dt))])
+            self._traj_pub.publish(msg)
+        else:
+            target = None
+        with self._lock:
+            recording = self.status.state == "recording"
+            pending, self._pending = self._pending, None
+            if recording:
+                if target is None:
+                    self.status.dropped += 1
+                    self.status.last_drop = f"stale: {JOINTS}: no fresh joint state"
+                else:
+                    self._pending = (now, target)
+        if pending is not None and recording:
+            t, action = pending
+            win = self.buffer.sample_at(t, now)
+            if not win.ready:
+                self._drop("stale: " + "; ".join(win.reasons))
+            else:
+                frames = {c: win.values[c][0] for c in self.cameras}
+                try:
+                    self._jobs.put_nowait(("frame", (t, win.values[JOINTS][0], action, frames)))
+                except queue.Full:
+                    self._drop("the writer is behind (disk too slow?)")
+        self._publish_status()
+
+    def _drop(self, reason: str) -> None:
+        with self._lock:
+            self.status.dropped += 1
+            self.status.last_drop = reason
+        self.get_logger().warning(f"tick dropped: {reason}", throttle_duration_sec=2.0)
+
+    def _publish_status(self) -> None:
+        with self._lock:
+            s = vars(self.status).copy()
+        self._status_pub.publish(String(data=json.dumps(s)))
+
+    # ---- the writer thread ----
+
+    def _work(self) -> None:
+        while True:
+            kind, item = self._jobs.get()
+            if kind == "stop":
+                return
+            try:
+                if kind == "frame":
+                    self._write_frame(*item)
+                elif kind == "commit":
+                    index = self._writer.commit()
+                    with self._lock:
+                        self.status.saved += 1
+                        self.status.message = f"saved episode {index} ({self.status.frames} frames)"
+                    self.get_logger().info(self.status.message)
+                elif kind == "discard":
+                    self._writer.discard()
+                    with self._lock:
+                        self.status.discarded += 1
+                        self.status.message = f"discarded episode {self.status.episode}"
+                    self.get_logger().info(self.status.message)
+            except (DatasetError, OSError, ValueError) as exc:
+                if kind == "frame":
+                    self._drop(f"could not store the frame: {exc}")
+                else:
+                    with self._lock:
+                        self.status.message = f"{kind} failed: {exc}"
+                    self.get_logger().error(self.status.message)
+                    if kind == "commit":
+                        try:
+                            self._writer.discard()
+                        except Exception:  # the store already rolled back; nothing more to undo
+                            pass
+            finally:
+                if kind in ("commit", "discard"):
+                    with self._lock:
+                        self._writer = None
+                        self.status.state = "idle"
+                        self.status.episode = self.store.n_episodes
+
+    def _write_frame(self, t, joint_pos, action, frames) -> None:
+        h, w = self.size
+        images = {c: self._aspect.resize(c, image_msg_to_rgb(m), h, w) for c, m in frames.items()}
+        with self._lock:
+            writer = self._writer
+            if writer is None or self.status.state not in ("recording", "saving", "discarding"):
+                return
+        writer.add(t, joint_pos, action, images)
+        with self._lock:
+            self.status.frames += 1
+
+    def destroy_node(self):
+        worker = getattr(self, "_worker", None)  # absent when the constructor failed
+        if worker is not None and worker.is_alive():
+            self._jobs.put(("stop", None))
+            worker.join(timeout=30.0)
+        store = getattr(self, "store", None)
+        if store is not None:
+            # An episode still recording at shutdown is discarded (with a warning), not saved:
+            # an interrupted demonstration is not one to learn from.
+            store.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = TeleopRecorder()
+    except Exception as exc:  # bad parameters, an incompatible or unwritable dataset
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
