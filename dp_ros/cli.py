@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -19,7 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_bench.add_arguments(p)
     p.set_defaults(func=model_bench.run)
 
-    from dp_ros.bench import backend_bench, node_bench, recorder_bench
+    from dp_ros.bench import backend_bench, node_bench, recorder_bench, train_bench
+
+    p = bench_sub.add_parser("train", help="training throughput and data-loader headroom")
+    train_bench.add_arguments(p)
+    p.set_defaults(func=train_bench.run)
 
     p = bench_sub.add_parser("recorder", help="dropped ticks, CPU and bytes/s of the recorder under camera load")
     recorder_bench.add_arguments(p)
@@ -47,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     bag_import.add_arguments(p)
     p.set_defaults(func=bag_import.run)
 
+    p = sub.add_parser("train", help="train a policy on a recorded dataset")
+    p.add_argument("--dataset", required=True, help="dataset directory (zarr)")
+    p.add_argument("--config", default=None, help="YAML with model and training sections (config/train.yaml)")
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
     p = sub.add_parser("export", help="export a checkpoint's encoder and denoiser to ONNX")
     p.add_argument("checkpoint")
     p.add_argument("--out", default=None, help="output directory (default: the checkpoint's build directory)")
@@ -59,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda")
     p.set_defaults(func=_compile)
     return parser
+
+
+def _train(args) -> int:
+    from dp_ros.dataset.store import DatasetError
+    from dp_ros.training.trainer import train
+
+    try:
+        final = train(args.dataset, args.out, args.config, resume=args.resume, progress=not args.no_progress)
+    except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"dp_ros train: {exc}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 writes and reports
+        print(f"model: {final}")
+    return 0
 
 
 def _export(args) -> int:

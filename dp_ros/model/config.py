@@ -292,8 +292,12 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
-        (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        args = typing.get_args(hint)
+        if Ellipsis in args:  # tuple[X, ...]: any length
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):  # tuple[X, Y]: exactly that many
+            raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and not isinstance(value, hint) or (
