@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +25,6 @@ from trajectory_msgs.msg import JointTrajectory
 
 from dp_ros.core.trajectory_rules import trajectory_violations
 from dp_ros.dataset.store import EpisodeStore
-from dp_ros.nodes.common import stamp_to_sec
 from dp_ros.nodes.teleop_recorder import TeleopRecorder
 
 from ros_helpers import Spinner, params, wait_for

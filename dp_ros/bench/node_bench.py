@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     cb = {"image": [], "joint": []}
     lag = {"image": [], "joint": []}  # (wall time, lag seconds)
     lock = threading.Lock()
-    on_frame, on_joint = node._on_frame, node._on_joint_state
+    on_joint = node._on_joint_state
 
     def timed(kind, fn):
         def wrapper(*a):
@@ -115,8 +115,6 @@ def run(args: argparse.Namespace) -> int:
     ex.add_node(node)
     th = threading.Thread(target=ex.spin, daemon=True)
     th.start()
-    ru0 = None
-    t_begin = time.monotonic()
     time.sleep(5.0)  # warm-up: discovery, first chunks
     with lock:
         for v in (*cb.values(), *lag.values()):
@@ -132,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
     ex.shutdown(timeout_sec=2)
     node.destroy_node()
     rclpy.try_shutdown()
-    del on_frame
 
     pubd = [s for s in statuses if s["state"] == "published"]
     overhead = [((s["t_published"] - s["t_start"]) - s["inference_ms"] / 1e3) * 1e3 for s in pubd]

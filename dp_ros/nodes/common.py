@@ -55,3 +55,72 @@ def describe(text: str, read_only: bool = False, lo=None, hi=None, integer: bool
         else:
             d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
     return d
+
+
+class JointPicker:
+    """Picks a fixed list of joints, in order, out of sensor_msgs/JointState messages.
+
+    ``pick(names, positions)`` returns ``(positions, None)``, ``(None, reason)`` for a
+    message that names some of the joints but is unusable (a missing joint, repeated
+    names, too few positions, NaN), or ``(None, None)`` for a message about other joints
+    only, which is not ours to judge. The name-to-index map is cached per name list.
+    """
+
+    def __init__(self, joint_names, label: str = "joint_states"):
+        self.joint_names = tuple(joint_names)
+        self.label = label
+        self._cache: dict[tuple[str, ...], list[int] | str | None] = {}
+
+    def _index(self, names) -> list[int] | str | None:
+        key = tuple(names)
+        if key in self._cache:
+            return self._cache[key]
+        where = {n: i for i, n in enumerate(key)}
+        if len(where) != len(key):
+            idx = f"{self.label}: repeated joint names in {list(key)}"
+        elif not any(j in where for j in self.joint_names):
+            idx = None
+        else:
+            missing = [j for j in self.joint_names if j not in where]
+            idx = f"{self.label}: missing joints {missing}" if missing else [where[j] for j in self.joint_names]
+        if len(self._cache) < 64:
+            self._cache[key] = idx
+        return idx
+
+    def pick(self, names, positions) -> tuple[np.ndarray | None, str | None]:
+        idx = self._index(names)
+        if idx is None or isinstance(idx, str):
+            return None, idx
+        if len(positions) != len(names):
+            return None, f"{self.label}: {len(positions)} positions for {len(names)} names"
+        q = np.array([positions[i] for i in idx], dtype=float)
+        if not np.all(np.isfinite(q)):
+            bad = [self.joint_names[i] for i in np.nonzero(~np.isfinite(q))[0]]
+            return None, f"{self.label}: NaN or infinite position for {bad}"
+        return q, None
+
+
+def spin_node(make_node, name: str, args=None) -> int:
+    """rclpy.init, build the node (a start-up error is logged, exit code 1), spin a
+    single-threaded executor until Ctrl-C or shutdown, clean up."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except Exception as exc:  # bad parameters, an unusable checkpoint or dataset
+        rclpy.logging.get_logger(name).fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -21,10 +21,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -35,7 +33,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from dp_ros.core.safety import JointLimits
 from dp_ros.core.trajectory_rules import trajectory_violations
 from dp_ros.core.urdf import parse_joint_limits
-from dp_ros.nodes.common import AspectWarner, describe, image_msg_to_rgb, sec_to_duration, sec_to_time, stamp_to_sec
+from dp_ros.nodes.common import (
+    AspectWarner, JointPicker, describe, image_msg_to_rgb, sec_to_duration, sec_to_time, spin_node, stamp_to_sec,
+)
 from dp_ros.runtime.backends import load_runner, resolve_model_path
 from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
 
@@ -145,7 +145,7 @@ class PolicyNode(Node):
         self._last: StepResult | None = None
         self._last_state = "disabled" if not self._enabled else "starting"
         self._last_reject = ""
-        self._joint_index: dict[tuple[str, ...], list[int] | None | str] = {}
+        self._joints = JointPicker(cfg.joint_names)
         self._aspect = AspectWarner(self.get_logger())
         self._next_due = 0.0
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -248,30 +248,9 @@ class PolicyNode(Node):
             self._reject(reason)
 
     def _on_joint_state(self, msg: JointState) -> None:
-        key = tuple(msg.name)
-        idx = self._joint_index.get(key)
-        if idx is None and key not in self._joint_index:
-            where = {n: i for i, n in enumerate(msg.name)}
-            if len(where) != len(msg.name):
-                idx = f"joint_states: repeated joint names in {list(msg.name)}"
-            elif not any(j in where for j in self.cfg.joint_names):
-                idx = None  # another group's joints: not ours to judge
-            else:
-                missing = [j for j in self.cfg.joint_names if j not in where]
-                idx = (f"joint_states: missing joints {missing}" if missing
-                       else [where[j] for j in self.cfg.joint_names])
-            if len(self._joint_index) < 64:
-                self._joint_index[key] = idx
-        if idx is None:
-            return
-        if isinstance(idx, str):
-            self._reject(idx)
-            return
-        if len(msg.position) != len(msg.name):
-            self._reject(f"joint_states: {len(msg.position)} positions for {len(msg.name)} names")
-            return
-        reason = self._planner.push_joints(stamp_to_sec(msg.header.stamp),
-                                           np.array([msg.position[i] for i in idx]), self._now())
+        q, reason = self._joints.pick(msg.name, msg.position)
+        if q is not None:
+            reason = self._planner.push_joints(stamp_to_sec(msg.header.stamp), q, self._now())
         if reason:
             self._reject(reason)
 
@@ -464,24 +443,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except Exception as exc:  # a bad checkpoint, mismatched parameters, a missing backend
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(PolicyNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

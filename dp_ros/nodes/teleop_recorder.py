@@ -25,8 +25,6 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState, Joy
@@ -38,7 +36,9 @@ from dp_ros.core.obs_buffer import ObservationBuffer, StreamSpec
 from dp_ros.core.safety import JointLimits
 from dp_ros.core.teleop import AxisMapping, JoyTeleop, LeaderTeleop
 from dp_ros.dataset.store import DatasetError, EpisodeStore
-from dp_ros.nodes.common import AspectWarner, describe, image_msg_to_rgb, sec_to_duration, stamp_to_sec
+from dp_ros.nodes.common import (
+    AspectWarner, JointPicker, describe, image_msg_to_rgb, sec_to_duration, spin_node, stamp_to_sec,
+)
 
 NODE_NAME = "teleop_recorder"
 JOINTS = "joint_pos"
@@ -134,7 +134,7 @@ class TeleopRecorder(Node):
         self._pending: tuple[float, np.ndarray] | None = None  # (t, target) awaiting its observation
         self._jobs: queue.Queue = queue.Queue(maxsize=int(2.0 / self.dt) + 4)  # about 2 s of ticks
         self._aspect = AspectWarner(log)
-        self._index_cache: dict[tuple[str, ...], list[int] | str | None] = {}
+        self._joints = JointPicker(self.joint_names)
 
         for cam in cameras:
             compressed = p(f"cameras.{cam}.compressed", False, f"camera {cam}: sensor_msgs/CompressedImage")
@@ -176,30 +176,9 @@ class TeleopRecorder(Node):
             self._reject(stream, reason)
 
     def _on_joint_state(self, msg: JointState) -> None:
-        key = tuple(msg.name)
-        if key not in self._index_cache:
-            where = {nm: i for i, nm in enumerate(msg.name)}
-            if len(where) != len(msg.name):
-                idx = f"joint_states: repeated joint names in {list(msg.name)}"
-            elif not any(j in where for j in self.joint_names):
-                idx = None
-            else:
-                missing = [j for j in self.joint_names if j not in where]
-                idx = f"joint_states: missing joints {missing}" if missing else [where[j] for j in self.joint_names]
-            if len(self._index_cache) < 64:
-                self._index_cache[key] = idx
-        else:
-            idx = self._index_cache[key]
-        if idx is None:
-            return
-        if isinstance(idx, str) or len(msg.position) != len(msg.name):
-            self._reject(JOINTS, idx if isinstance(idx, str) else "joint_states: positions and names differ in length")
-            return
-        q = np.array([msg.position[i] for i in idx], dtype=float)
-        if not np.all(np.isfinite(q)):
-            self._reject(JOINTS, "joint_states: NaN or infinite position")
-            return
-        reason = self.buffer.push(JOINTS, stamp_to_sec(msg.header.stamp), q, self._now())
+        q, reason = self._joints.pick(msg.name, msg.position)
+        if q is not None:
+            reason = self.buffer.push(JOINTS, stamp_to_sec(msg.header.stamp), q, self._now())
         if reason:
             self._reject(JOINTS, reason)
 
@@ -380,24 +359,7 @@ class TeleopRecorder(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = TeleopRecorder()
-    except Exception as exc:  # bad parameters, an incompatible or unwritable dataset
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(TeleopRecorder, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from dp_ros.dataset.store import EpisodeStore
 from dp_ros.model import build_policy, save_checkpoint
-from dp_ros.model.config import CameraConfig, LowdimConfig, ObsConfig, PolicyConfig, _from_plain
+from dp_ros.model.config import CameraConfig, PolicyConfig, _from_plain
 from dp_ros.training.sequence import SequenceDataset, check_dataset, fit_normalizer, split_episodes
 
 log = logging.getLogger(__name__)
