@@ -1,0 +1,1 @@
+"""The simulated arm: controller emulation, scene, task and node (MuJoCo)."""
