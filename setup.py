@@ -65,6 +65,7 @@ setup(
             'dp_ros = dp_ros.cli:main',
             'policy_node = dp_ros.nodes.policy_node:main',
             'teleop_recorder = dp_ros.nodes.teleop_recorder:main',
+            'sim_arm = dp_ros.sim.sim_node:main',
         ],
     },
 )

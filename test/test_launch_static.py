@@ -55,6 +55,9 @@ def test_launch_file_is_thin_and_consistent(path):
         elif isinstance(node, ast.ImportFrom):
             roots.add(node.module.split(".")[0])
     assert roots <= {"launch", "launch_ros"}, f"{path.name} imports {sorted(roots)}"
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert modules <= {"launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch_ros.actions",
+                       "launch_ros.parameter_descriptions", "launch_ros.substitutions"}, modules
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
 
     scripts = console_scripts()
@@ -68,7 +71,8 @@ def test_launch_file_is_thin_and_consistent(path):
         assert (ROOT.joinpath(*parts)).exists(), f"{path.name} names {'/'.join(parts)}, which does not exist"
 
     declared = {ast.literal_eval(c.args[0]) for c in calls(tree, "DeclareLaunchArgument")}
-    used = {ast.literal_eval(c.args[0]) for c in calls(tree, "LaunchConfiguration")}
+    used = {ast.literal_eval(c.args[0]) for name in ("LaunchConfiguration", "LaunchConfigurationEquals",
+                                                      "LaunchConfigurationNotEquals") for c in calls(tree, name)}
     assert used <= declared, f"{path.name} uses undeclared launch arguments {sorted(used - declared)}"
     assert used == declared, f"{path.name} declares unused launch arguments {sorted(declared - used)}"
 

@@ -14,7 +14,9 @@ def mujoco():
 
 @pytest.fixture(scope="module")
 def arm():
-    return SimArm(image_size=(64, 80), seed=1)
+    sim = SimArm(image_size=(64, 80), seed=1)
+    yield sim
+    sim.close()
 
 
 def test_ik_puts_the_tip_on_the_goal(arm, mujoco):

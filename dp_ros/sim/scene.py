@@ -99,6 +99,11 @@ class SimArm:
         self.model = mujoco.MjModel.from_xml_string(MJCF.format(timestep=TIMESTEP))
         self.data = mujoco.MjData(self.model)
         self.image_size = image_size
+        # An EGL context belongs to the thread that made it current: one thread creates,
+        # uses and frees the renderer, whichever threads call render() and close().
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim_render")
         self._renderer = None
         self._rng = np.random.default_rng(seed)
         self._qadr = [self.model.joint(j).qposadr[0] for j in JOINTS]
@@ -147,10 +152,23 @@ class SimArm:
             self._mj.mj_step(self.model, self.data)
 
     def render(self) -> np.ndarray:
+        """The camera image, (H, W, 3) uint8 RGB."""
+        return self._render_thread.submit(self._render).result()
+
+    def _render(self) -> np.ndarray:
         if self._renderer is None:
             self._renderer = self._mj.Renderer(self.model, *self.image_size)
         self._renderer.update_scene(self.data, camera="camera")
-        return self._renderer.render().copy()  # (H, W, 3) uint8 RGB
+        return self._renderer.render().copy()
+
+    def close(self) -> None:
+        """Free the renderer (in its own thread) and stop that thread."""
+        def free():
+            if self._renderer is not None:
+                self._renderer.close()
+                self._renderer = None
+        self._render_thread.submit(free).result()
+        self._render_thread.shutdown()
 
     def outcome(self) -> Outcome:
         tip = self.tip()

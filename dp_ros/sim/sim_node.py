@@ -1,0 +1,143 @@
+"""sim_arm: the simulated arm as a ROS 2 node, in real time.
+
+- subscribes ``/joint_trajectory_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory),
+  accepted or rejected by the rules of ros2_controllers' joint_trajectory_controller
+  (``sim.controller``); rejections are logged with the reason;
+- publishes ``/joint_states`` (default 200 Hz) and ``/<camera>/image_raw`` (rgb8,
+  default 30 Hz), stamped with the node's clock when the state was taken;
+- publishes ``~/success`` (std_msgs/Bool) and ``~/task`` (std_msgs/String, JSON: success,
+  goal 0 = left / 1 = right / -1, tip distances, target positions) at 10 Hz;
+- service ``~/reset`` (std_srvs/Trigger): the arm back home, the targets at a new
+  random mirrored position.
+
+Physics runs on simulation time offset to the node's clock, so trajectory stamps and
+message stamps share one time base.
+"""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from dp_ros.nodes.common import describe, sec_to_time, spin_node, stamp_to_sec
+from dp_ros.sim.scene import JOINTS, SimArm
+
+NODE_NAME = "sim_arm"
+
+
+class SimArmNode(Node):
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+
+        def p(name, default, text, lo=None, hi=None, integer=False):
+            return self.declare_parameter(name, default, describe(text, read_only=True, lo=lo, hi=hi,
+                                                                  integer=integer)).value
+
+        joint_hz = p("joint_state_rate", 200.0, "Hz of /joint_states", lo=1.0, hi=1000.0)
+        camera_hz = p("camera_rate", 30.0, "Hz of camera images", lo=1.0, hi=120.0)
+        h = p("image_height", 96, "camera image height", lo=16, hi=1024, integer=True)
+        w = p("image_width", 96, "camera image width", lo=16, hi=1024, integer=True)
+        self.camera = p("camera_name", "camera", "camera name: images on /<name>/image_raw")
+        seed = p("seed", 0, "seed of the target positions", integer=True, lo=0, hi=2 ** 31 - 1)
+        traj_topic = p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory",
+                       "the emulated controller's topic")
+        self.sim = SimArm(image_size=(h, w), seed=seed)
+        self._lock = threading.Lock()
+        self._offset = self._now() - self.sim.time  # node time = sim time + offset
+        self._rng = np.random.default_rng(seed)
+        self._js_pub = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
+        self._img_pub = self.create_publisher(Image, f"/{self.camera}/image_raw", qos_profile_sensor_data)
+        self._success_pub = self.create_publisher(Bool, "~/success", 10)
+        self._task_pub = self.create_publisher(String, "~/task", 10)
+        self.create_subscription(JointTrajectory, traj_topic, self._on_trajectory,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(1.0 / joint_hz, self._on_physics)
+        self.create_timer(1.0 / camera_hz, self._on_camera)
+        self.create_timer(0.1, self._on_task)
+        self.get_logger().info(f"simulated arm {list(JOINTS)}: joint states at {joint_hz:g} Hz, "
+                               f"/{self.camera}/image_raw {w}x{h} at {camera_hz:g} Hz, trajectories on {traj_topic}")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _advance(self) -> float:
+        """Step the physics up to the node's clock; returns that time."""
+        now = self._now()
+        with self._lock:
+            lag = now - self._offset - self.sim.time
+            if lag > 0.5:  # the process stalled: do not replay seconds of physics at once
+                self._offset += lag - 0.5
+                lag = 0.5
+            if lag > 0:
+                self.sim.step(lag)
+        return now
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        now = self._advance()
+        stamp = stamp_to_sec(msg.header.stamp)
+        tfs = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+        with self._lock:
+            errors = self.sim.controller.submit(
+                list(msg.joint_names), 0.0 if stamp == 0.0 else stamp - self._offset, tfs,
+                [list(p.positions) for p in msg.points], [list(p.velocities) for p in msg.points],
+                now - self._offset)
+        if errors:
+            self.get_logger().warning(f"trajectory rejected: {'; '.join(errors)}", throttle_duration_sec=1.0)
+
+    def _on_physics(self) -> None:
+        now = self._advance()
+        with self._lock:
+            q = self.sim.joint_positions()
+            v = self.sim.data.qvel[:len(JOINTS)].copy()
+        msg = JointState(name=list(JOINTS), position=q.tolist(), velocity=v.tolist())
+        msg.header.stamp = sec_to_time(now)
+        self._js_pub.publish(msg)
+
+    def _on_camera(self) -> None:
+        now = self._advance()
+        with self._lock:
+            img = self.sim.render()
+        msg = Image(height=img.shape[0], width=img.shape[1], encoding="rgb8", step=img.shape[1] * 3)
+        msg.header.stamp = sec_to_time(now)
+        msg.header.frame_id = self.camera
+        msg.data = img.tobytes()
+        self._img_pub.publish(msg)
+
+    def _on_task(self) -> None:
+        with self._lock:
+            out = self.sim.outcome()
+            targets = self.sim.targets()
+        self._success_pub.publish(Bool(data=out.success))
+        self._task_pub.publish(String(data=json.dumps({
+            "success": out.success, "goal": out.goal, "distances": list(out.distances),
+            "targets": targets.tolist()})))
+
+    def destroy_node(self):
+        sim = getattr(self, "sim", None)
+        if sim is not None:
+            sim.close()
+        return super().destroy_node()
+
+    def _on_reset(self, request, response):
+        with self._lock:
+            targets = self.sim.reset(seed=int(self._rng.integers(2 ** 31)))
+            self._offset = self._now() - self.sim.time
+        response.success = True
+        response.message = json.dumps({"targets": targets.tolist()})
+        return response
+
+
+def main(args=None) -> int:
+    return spin_node(SimArmNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
