@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     bag_import.add_arguments(p)
     p.set_defaults(func=bag_import.run)
 
+    sim = sub.add_parser("sim", help="the simulated arm")
+    sim_sub = sim.add_subparsers(dest="sim", required=True)
+    p = sim_sub.add_parser("record", help="record scripted demonstrations through the recorder")
+    from dp_ros.sim import expert_node
+
+    expert_node.add_arguments(p)
+    p.set_defaults(func=expert_node.run)
+
     p = sub.add_parser("train", help="train a policy on a recorded dataset")
     p.add_argument("--dataset", required=True, help="dataset directory (zarr)")
     p.add_argument("--config", default=None, help="YAML with model and training sections (config/train.yaml)")

@@ -228,6 +228,10 @@ def train(dataset: str | Path, out: str | Path, config: str | Path | None = None
     out = Path(out)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    # Before the process group forms (a rendezvous of every rank), so that no rank has
+    # written into --out yet when any rank checks it.
+    if out.exists() and not resume and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty: choose another --out, or pass --resume")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if tc.device == "auto" else tc.device)
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -252,8 +256,6 @@ def train(dataset: str | Path, out: str | Path, config: str | Path | None = None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc.warmup_steps, tc.steps))
     step = 0
     history: dict[str, list] = {"step": [], "loss": [], "lr": [], "val_step": [], "val_loss": [], "val_action_error": []}
-    if out.exists() and not resume and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty: choose another --out, or pass --resume")
     ckpt = None
     if resume:
         ckpt = latest_checkpoint(out)

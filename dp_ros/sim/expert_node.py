@@ -1,0 +1,168 @@
+"""The scripted expert: records demonstrations in the simulator through the real recorder.
+
+For each episode: reset the scene (``/sim_arm/reset``), hold the leader at the arm's
+position, start an episode on the recorder, publish leader-arm joint states along
+``plan_reach`` (either target, chosen at random), and once the chosen target is
+touched and the plan has ended, stop (save) the episode; an episode that does not
+succeed within its timeout is discarded.
+
+``dp_ros sim record --dataset D --episodes N`` runs the simulator, the recorder (leader
+mode) and this expert in one process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from dp_ros.sim.expert import plan_reach
+from dp_ros.sim.scene import JOINTS, SimArm
+
+
+class ExpertNode(Node):
+    def __init__(self, seed: int = 0, speed: float = 0.6, **kwargs):
+        super().__init__("sim_expert", **kwargs)
+        self.rng = np.random.default_rng(seed)
+        self.speed = speed
+        self.kinematics = SimArm(seed=seed)  # for solve_ik only; never rendered
+        self._lock = threading.Lock()
+        self._q: np.ndarray | None = None
+        self._task: dict | None = None
+        self._leader = self.create_publisher(JointState, "/leader/joint_states", qos_profile_sensor_data)
+        self.create_subscription(JointState, "/joint_states", self._on_joints, qos_profile_sensor_data)
+        self.create_subscription(String, "/sim_arm/task", self._on_task, 10)
+        self._triggers = {n: self.create_client(Trigger, f) for n, f in [
+            ("reset", "/sim_arm/reset"), ("start", "/teleop_recorder/start_episode"),
+            ("stop", "/teleop_recorder/stop_episode"), ("discard", "/teleop_recorder/discard_episode")]}
+
+    def _on_joints(self, msg: JointState) -> None:
+        if list(msg.name) == list(JOINTS):
+            with self._lock:
+                self._q = np.array(msg.position)
+
+    def _on_task(self, msg: String) -> None:
+        with self._lock:
+            self._task = json.loads(msg.data)
+
+    def _call(self, name: str, timeout: float = 10.0) -> Trigger.Response:
+        client = self._triggers[name]
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise RuntimeError(f"service for {name!r} is not available")
+        future = client.call_async(Trigger.Request())
+        end = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > end:
+                raise RuntimeError(f"{name!r} did not answer within {timeout} s")
+            time.sleep(0.01)
+        return future.result()
+
+    def _wait_for_joints(self, timeout: float = 10.0) -> np.ndarray:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                if self._q is not None:
+                    return self._q.copy()
+            time.sleep(0.02)
+        raise RuntimeError("no /joint_states from the simulator")
+
+    def _publish_leader(self, q: np.ndarray) -> None:
+        msg = JointState(name=list(JOINTS), position=[float(x) for x in q])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._leader.publish(msg)
+
+    def _hold(self, q: np.ndarray, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self._publish_leader(q)
+            time.sleep(0.02)
+
+    def record(self, episodes: int, timeout: float = 15.0) -> list[dict]:
+        """Record ``episodes`` successful demonstrations; returns one summary per attempt."""
+        summary = []
+        while sum(s["saved"] for s in summary) < episodes:
+            targets = np.array(json.loads(self._call("reset").message)["targets"])
+            time.sleep(0.3)  # the reset arm's state reaches the subscribers
+            q0 = self._wait_for_joints()
+            self._hold(q0, 0.5)  # the leader starts where the arm is: no jump
+            deadline = time.monotonic() + 5.0
+            while not (res := self._call("start")).success:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the recorder refused to start: {res.message}")
+                self._hold(q0, 0.2)
+            plan = plan_reach(q0, targets, self.kinematics.solve_ik, self.rng, speed=self.speed)
+            t0 = time.monotonic()
+            success = False
+            while True:
+                t = time.monotonic() - t0
+                self._publish_leader(plan.at(t))
+                with self._lock:
+                    task = self._task
+                if t > plan.duration and task and task["success"] and task["goal"] == plan.goal:
+                    success = True
+                    break
+                if t > timeout:
+                    break
+                time.sleep(0.02)
+            self._call("stop" if success else "discard")
+            summary.append({"goal": plan.goal, "saved": success, "seconds": round(time.monotonic() - t0, 2)})
+            self.get_logger().info(f"episode {len(summary)}: goal {'left' if plan.goal == 0 else 'right'}, "
+                                   f"{'saved' if success else 'discarded (no success)'}")
+            time.sleep(1.0)  # let the recorder save before the next reset
+        return summary
+
+    def destroy_node(self):
+        self.kinematics.close()
+        return super().destroy_node()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="dataset directory (created or appended to)")
+    p.add_argument("--episodes", type=int, default=10, help="successful demonstrations to record")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", default="96x96", help="camera and stored image size, HxW")
+
+
+def run(args: argparse.Namespace) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from dp_ros.nodes.teleop_recorder import TeleopRecorder
+    from dp_ros.sim.sim_node import SimArmNode
+
+    h, w = (int(x) for x in args.image_size.lower().split("x"))
+    rclpy.init()
+    sim = SimArmNode(parameter_overrides=[Parameter("seed", value=args.seed), Parameter("image_height", value=h),
+                                          Parameter("image_width", value=w)])
+    rec = TeleopRecorder(parameter_overrides=[
+        Parameter("dataset_path", value=args.dataset), Parameter("joint_names", value=list(JOINTS)),
+        Parameter("cameras", value=["camera"]), Parameter("image_height", value=h), Parameter("image_width", value=w),
+        Parameter("device", value="leader"), Parameter("max_joint_speed", value=1.0),
+        Parameter("task", value="touch either red target (two equally valid goals)")])
+    expert = ExpertNode(seed=args.seed)
+    executor = SingleThreadedExecutor()
+    for n in (sim, rec, expert):
+        executor.add_node(n)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        summary = expert.record(args.episodes)
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        for n in (expert, rec, sim):
+            n.destroy_node()
+        rclpy.try_shutdown()
+    saved = [s for s in summary if s["saved"]]
+    left = sum(1 for s in saved if s["goal"] == 0)
+    print(f"recorded {len(saved)} demonstrations into {args.dataset} ({left} left, {len(saved) - left} right; "
+          f"{len(summary) - len(saved)} discarded)")
+    print(json.dumps({"sim_record": summary}))
+    return 0
