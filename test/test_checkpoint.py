@@ -107,3 +107,24 @@ def test_corrupt_weights(tmp_path, policy):
     (path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="could not be read"):
         load_checkpoint(path)
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path, policy):
+    full = save_checkpoint(policy, tmp_path / "fp32")
+    half = save_checkpoint(policy, tmp_path / "fp16", weights_dtype="float16")
+    size = lambda p: (p / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(half) < 0.55 * size(full)
+    loaded = load_checkpoint(half)
+    assert all(v.dtype == torch.float32 for v in loaded.state_dict().values() if v.is_floating_point())
+    obs = window(policy.config)
+    noise = torch.randn(policy.config.horizon, 3)
+    a, b = policy.predict_chunk(obs, noise=noise), loaded.predict_chunk(obs, noise=noise)
+    assert np.max(np.abs(a - b)) < 2e-2  # float16 rounding of the weights, in joint units
+    with pytest.raises(CheckpointError, match="weights_dtype 'int8'"):
+        save_checkpoint(policy, tmp_path / "bad", weights_dtype="int8")
+    raw = json.loads((half / "config.json").read_text())
+    assert raw["weights_dtype"] == "float16"
+    raw["weights_dtype"] = "bfloat13"
+    (half / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match="weights_dtype 'bfloat13'"):
+        load_checkpoint(half)

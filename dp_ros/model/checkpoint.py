@@ -3,8 +3,11 @@
     <checkpoint>/
       config.json         format_version, policy config (shapes, horizons, dt, camera
                           names and sizes, joint names, architecture), normalizer
-                          statistics, free-form metadata
+                          statistics, free-form metadata, weights_dtype
       model.safetensors   weights (tensors only; loading runs no code)
+
+Weights are stored in float32, or in float16 to halve the file (``weights_dtype``,
+for example for a model bundled with the package); they are always loaded as float32.
 
 Saving writes into a temporary sibling directory and renames it into place, so a
 crash never leaves a half-written checkpoint under the final name.
@@ -35,9 +38,15 @@ class CheckpointError(ValueError):
     """A checkpoint directory that cannot be loaded; the message says why."""
 
 
-def save_checkpoint(policy, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def save_checkpoint(policy, path: str | Path, metadata: dict[str, Any] | None = None,
+                    weights_dtype: str = "float32") -> Path:
     """Write ``policy`` to the directory ``path`` (replacing an existing checkpoint there)."""
     path = Path(path)
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise CheckpointError(f"weights_dtype {weights_dtype!r} must be one of {sorted(WEIGHT_DTYPES)}")
     if path.exists() and not (path / CONFIG_FILE).is_file():
         if not path.is_dir() or any(path.iterdir()):
             raise CheckpointError(f"{path} exists and is not a checkpoint; refusing to overwrite it")
@@ -46,8 +55,11 @@ def save_checkpoint(policy, path: str | Path, metadata: dict[str, Any] | None = 
         "policy": policy.config.to_dict(),
         "normalizer": policy.normalizer.to_dict(),
         "metadata": dict(metadata or {}),
+        "weights_dtype": weights_dtype,
     }
-    state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
+    dtype = WEIGHT_DTYPES[weights_dtype]
+    state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+             for k, v in policy.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -93,9 +105,12 @@ def read_config(path: str | Path) -> tuple[PolicyConfig, Normalizer, dict[str, A
         raise CheckpointError(
             f"{cfg_file} has format_version {version!r}; this dp_ros reads version {FORMAT_VERSION}"
         )
-    unknown = sorted(set(raw) - {"format_version", "policy", "normalizer", "metadata"})
+    unknown = sorted(set(raw) - {"format_version", "policy", "normalizer", "metadata", "weights_dtype"})
     if unknown:
         raise CheckpointError(f"{cfg_file} has unknown top-level keys {unknown}")
+    if raw.get("weights_dtype", "float32") not in WEIGHT_DTYPES:
+        raise CheckpointError(f"{cfg_file}: weights_dtype {raw.get('weights_dtype')!r} must be one of "
+                              f"{sorted(WEIGHT_DTYPES)}")
     try:
         cfg = PolicyConfig.from_dict(raw.get("policy")).validate()
         normalizer = Normalizer.from_dict(raw.get("normalizer") or {})
@@ -119,6 +134,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{weights} could not be read: {exc}") from None
+    # float16 files load as float32 (the dtype the model computes in).
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     expected = policy.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
