@@ -12,53 +12,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bench = sub.add_parser("bench", help="benchmarks that print their figures")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    from dp_ros.bench import model_bench
-
-    p = bench_sub.add_parser("model", help="parameter counts and PyTorch chunk latency")
-    model_bench.add_arguments(p)
-    p.set_defaults(func=model_bench.run)
-
-    from dp_ros.bench import backend_bench, node_bench, recorder_bench, train_bench
-
-    p = bench_sub.add_parser("train", help="training throughput and data-loader headroom")
-    train_bench.add_arguments(p)
-    p.set_defaults(func=train_bench.run)
-
-    p = bench_sub.add_parser("recorder", help="dropped ticks, CPU and bytes/s of the recorder under camera load")
-    recorder_bench.add_arguments(p)
-    p.set_defaults(func=recorder_bench.run)
-
-    p = bench_sub.add_parser("backends", help="chunk latency and parity of every available backend")
-    backend_bench.add_arguments(p)
-    p.set_defaults(func=backend_bench.run)
-
-    p = bench_sub.add_parser("node", help="the policy node's overhead under 2x640x480@30Hz + 500 Hz joints")
-    node_bench.add_arguments(p)
-    p.set_defaults(func=node_bench.run)
-
-    dataset = sub.add_parser("dataset", help="inspect, view and import demonstration datasets")
-    dataset_sub = dataset.add_subparsers(dest="dataset", required=True)
+    from dp_ros.bench import backend_bench, model_bench, node_bench, recorder_bench, train_bench
     from dp_ros.dataset import bag_import, cli as dataset_cli
-
-    p = dataset_sub.add_parser("info", help="episodes, lengths, rates and statistics of a dataset")
-    dataset_cli.add_info_arguments(p)
-    p.set_defaults(func=dataset_cli.run_info)
-    p = dataset_sub.add_parser("view", help="a PNG contact sheet (or MP4) of an episode with joint plots")
-    dataset_cli.add_view_arguments(p)
-    p.set_defaults(func=dataset_cli.run_view)
-    p = dataset_sub.add_parser("import-bag", help="import a rosbag2 recording (sqlite3 or MCAP) as an episode")
-    bag_import.add_arguments(p)
-    p.set_defaults(func=bag_import.run)
-
-    sim = sub.add_parser("sim", help="the simulated arm")
-    sim_sub = sim.add_subparsers(dest="sim", required=True)
-    p = sim_sub.add_parser("record", help="record scripted demonstrations through the recorder")
     from dp_ros.sim import expert_node
 
-    expert_node.add_arguments(p)
-    p.set_defaults(func=expert_node.run)
+    # group -> (help, [(command, help, add_arguments, run)])
+    groups = {
+        "bench": ("benchmarks that print their figures", [
+            ("model", "parameter counts and PyTorch chunk latency", model_bench.add_arguments, model_bench.run),
+            ("node", "the policy node's overhead under 2x640x480@30Hz + 500 Hz joints",
+             node_bench.add_arguments, node_bench.run),
+            ("backends", "chunk latency and parity of every available backend",
+             backend_bench.add_arguments, backend_bench.run),
+            ("recorder", "dropped ticks, CPU and bytes/s of the recorder under camera load",
+             recorder_bench.add_arguments, recorder_bench.run),
+            ("train", "training throughput and data-loader headroom", train_bench.add_arguments, train_bench.run),
+        ]),
+        "dataset": ("inspect, view and import demonstration datasets", [
+            ("info", "episodes, lengths, rates and statistics of a dataset",
+             dataset_cli.add_info_arguments, dataset_cli.run_info),
+            ("view", "a PNG contact sheet (or MP4) of an episode with joint plots",
+             dataset_cli.add_view_arguments, dataset_cli.run_view),
+            ("import-bag", "import a rosbag2 recording (sqlite3 or MCAP) as an episode",
+             bag_import.add_arguments, bag_import.run),
+        ]),
+        "sim": ("the simulated arm", [
+            ("record", "record scripted demonstrations through the recorder",
+             expert_node.add_arguments, expert_node.run),
+        ]),
+    }
+    for group, (group_help, commands) in groups.items():
+        group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest=group, required=True)
+        for name, help_text, add_arguments, run in commands:
+            p = group_sub.add_parser(name, help=help_text)
+            add_arguments(p)
+            p.set_defaults(func=run)
 
     p = sub.add_parser("train", help="train a policy on a recorded dataset")
     p.add_argument("--dataset", required=True, help="dataset directory (zarr)")

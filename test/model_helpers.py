@@ -4,6 +4,7 @@ import numpy as np
 from dp_ros.model import (
     CameraConfig, LowdimConfig, ObsConfig, PolicyConfig, TransformerConfig, UNetConfig, VisionConfig,
 )
+from dp_ros.model.presets import example_window
 
 J = 3
 
@@ -28,8 +29,4 @@ def tiny_config(denoiser="unet", head="diffusion", shared=False) -> PolicyConfig
 
 
 def window(cfg, rng=None):
-    rng = rng or np.random.default_rng(0)
-    obs = {c.name: rng.integers(0, 256, (cfg.n_obs_steps, c.height, c.width, 3), dtype=np.uint8)
-           for c in cfg.obs.cameras}
-    obs["joint_pos"] = rng.uniform(-1, 1, (cfg.n_obs_steps, J))
-    return obs
+    return example_window(cfg, rng or np.random.default_rng(0))

@@ -20,15 +20,8 @@ import numpy as np
 import torch
 
 from dp_ros.model import build_policy, save_checkpoint
-from dp_ros.model.presets import PRESETS, placeholder_normalizer, with_denoiser
+from dp_ros.model.presets import PRESETS, example_window, placeholder_normalizer, with_denoiser
 from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, load_runner
-
-
-def _obs(cfg, rng):
-    obs = {c.name: rng.integers(0, 256, (cfg.n_obs_steps, c.height, c.width, 3), dtype=np.uint8)
-           for c in cfg.obs.cameras}
-    obs.update({k.name: rng.uniform(-1, 1, (cfg.n_obs_steps, k.dim)) for k in cfg.obs.lowdim})
-    return obs
 
 
 def _times(runner, obs, noise, steps, n, warmup):
@@ -118,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             torch.manual_seed(0)
             ckpt = save_checkpoint(build_policy(cfg, placeholder_normalizer(cfg)), Path(tmp) / cfg_name)
             rng = np.random.default_rng(0)
-            obs = _obs(cfg, rng)
+            obs = example_window(cfg, rng)
             noise = rng.standard_normal((cfg.horizon, cfg.action_dim)).astype(np.float32)
             k = cfg.noise.num_inference_steps
             ref = None

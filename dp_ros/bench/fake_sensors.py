@@ -11,11 +11,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+
+def use_large_data_profile() -> Path:
+    """Point Fast DDS at config/fastdds_large_data.xml (source tree, else the installed
+    share directory) for this process and the processes it starts; returns the path.
+    Fast DDS reads it when rclpy creates its participant, so call this before rclpy.init."""
+    profile = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_data.xml"
+    if not profile.is_file():
+        from ament_index_python.packages import get_package_share_directory
+
+        profile = Path(get_package_share_directory("dp_ros")) / "config" / "fastdds_large_data.xml"
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    return profile
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dp_ros.model.policy import DiffusionPolicy, build_policy
-from dp_ros.model.presets import PRESETS, placeholder_normalizer, with_denoiser
+from dp_ros.model.presets import PRESETS, example_window, placeholder_normalizer, with_denoiser
 
 
 def _timeit(fn: Callable[[], object], n: int, sync: Callable[[], None]) -> np.ndarray:
@@ -45,16 +45,11 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def random_obs(policy, batch: int, device) -> dict[str, torch.Tensor]:
-    cfg = policy.config
-    g = torch.Generator().manual_seed(0)
-    obs = {}
-    for cam in cfg.obs.cameras:
-        obs[cam.name] = torch.randint(0, 256, (batch, cfg.n_obs_steps, cam.height, cam.width, 3),
-                                      generator=g, dtype=torch.uint8).to(device)
-    for key in cfg.obs.lowdim:
-        obs[key.name] = (torch.rand(batch, cfg.n_obs_steps, key.dim, generator=g) * 2 - 1).to(device)
-    return obs
+def random_obs(policy, device) -> dict[str, torch.Tensor]:
+    """A batch of one random observation window on ``device``."""
+    window = example_window(policy.config, np.random.default_rng(0))
+    return {k: torch.as_tensor(v, dtype=torch.uint8 if v.dtype == np.uint8 else torch.float32)[None].to(device)
+            for k, v in window.items()}  # (T_o, ...) -> (1, T_o, ...)
 
 
 def bench_config(name: str, denoiser: str, device: str, chunks: int, warmup: int,
@@ -63,7 +58,7 @@ def bench_config(name: str, denoiser: str, device: str, chunks: int, warmup: int
     policy = build_policy(cfg, placeholder_normalizer(cfg)).to(device).eval()
     assert isinstance(policy, DiffusionPolicy)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    obs = random_obs(policy, 1, device)
+    obs = random_obs(policy, device)
     plan = policy.plan()
     noise = policy.initial_noise(1)
     with torch.inference_mode():

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dp_ros.bench.fake_sensors import use_large_data_profile
+
 
 def _pct(x, q):
     return round(float(np.percentile(x, q)), 3) if len(x) else float("nan")
@@ -56,13 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from dp_ros.model.presets import paper_real, placeholder_normalizer
     from dp_ros.nodes.policy_node import PolicyNode, stamp_to_sec
 
-    profile = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_data.xml"
-    if not profile.is_file():  # an installed package: the share directory
-        from ament_index_python.packages import get_package_share_directory
-
-        profile = Path(get_package_share_directory("dp_ros")) / "config" / "fastdds_large_data.xml"
     if not args.default_transports:
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)  # read when rclpy creates its participant
+        use_large_data_profile()
     tmp = tempfile.TemporaryDirectory(prefix="dp_ros_bench_")
     if args.model:
         model = args.model

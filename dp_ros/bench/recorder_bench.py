@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+from dp_ros.bench.fake_sensors import use_large_data_profile
+
 
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -33,13 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    profile = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_data.xml"
-    if not profile.is_file():
-        from ament_index_python.packages import get_package_share_directory
-
-        profile = Path(get_package_share_directory("dp_ros")) / "config" / "fastdds_large_data.xml"
     if not args.default_transports:
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        use_large_data_profile()
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter

@@ -69,3 +69,17 @@ def placeholder_normalizer(cfg: PolicyConfig, low: float = -1.0, high: float = 1
     (benchmarks, tests); trained checkpoints carry their dataset's statistics."""
     stats = {"action": cfg.action_dim, **{k.name: k.dim for k in cfg.obs.lowdim}}
     return Normalizer.fit({k: np.stack([np.full(d, low), np.full(d, high)]) for k, d in stats.items()})
+
+
+def example_window(cfg: PolicyConfig, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """One observation window with the right shapes and dtypes: zeros, or uniform random
+    values (images 0..255, low-dim keys in [-1, 1]) when ``rng`` is given."""
+    window: dict[str, np.ndarray] = {}
+    for c in cfg.obs.cameras:
+        shape = (cfg.n_obs_steps, c.height, c.width, 3)
+        window[c.name] = (np.zeros(shape, np.uint8) if rng is None
+                          else rng.integers(0, 256, shape, dtype=np.uint8))
+    for k in cfg.obs.lowdim:
+        shape = (cfg.n_obs_steps, k.dim)
+        window[k.name] = np.zeros(shape) if rng is None else rng.uniform(-1.0, 1.0, shape)
+    return window

@@ -31,6 +31,12 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
+def declare_read_only(node, name: str, default, text: str, lo=None, hi=None, integer: bool = False):
+    """Declare a read-only parameter with its description (and range); return its value."""
+    return node.declare_parameter(name, default, describe(text, read_only=True, lo=lo, hi=hi,
+                                                          integer=integer)).value
+
+
 class AspectWarner:
     """Logs once per camera when resizing changes the aspect ratio by more than 2%."""
 

@@ -37,7 +37,7 @@ from dp_ros.core.safety import JointLimits
 from dp_ros.core.teleop import AxisMapping, JoyTeleop, LeaderTeleop
 from dp_ros.dataset.store import DatasetError, EpisodeStore
 from dp_ros.nodes.common import (
-    AspectWarner, JointPicker, describe, image_msg_to_rgb, sec_to_duration, spin_node, stamp_to_sec,
+    AspectWarner, JointPicker, declare_read_only, image_msg_to_rgb, sec_to_duration, spin_node, stamp_to_sec,
 )
 
 NODE_NAME = "teleop_recorder"
@@ -62,7 +62,9 @@ class TeleopRecorder(Node):
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
         log = self.get_logger()
-        p = self._declare
+        def p(*args, **kw):
+            return declare_read_only(self, *args, **kw)
+
         path = p("dataset_path", "", "dataset directory (zarr); created if missing, appended to if it matches")
         if not path:
             raise ValueError("parameter dataset_path is empty: set it to a dataset directory")
@@ -155,10 +157,6 @@ class TeleopRecorder(Node):
                  f"({self.store.n_episodes} episodes so far); teleop: {device}")
 
     # ---- helpers ----
-
-    def _declare(self, name, default, text, lo=None, hi=None, integer=False):
-        return self.declare_parameter(name, default, describe(text, read_only=True, lo=lo, hi=hi,
-                                                              integer=integer)).value
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

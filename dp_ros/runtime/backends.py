@@ -115,9 +115,9 @@ class PolicyRunner:
     def warm_up(self, repeats: int = 2) -> float:
         """Run the policy on a blank observation so the first real chunk does not pay for
         allocations and lazy initialisation. Returns the last run's seconds."""
-        cfg = self.config
-        obs = {c.name: np.zeros((cfg.n_obs_steps, c.height, c.width, 3), np.uint8) for c in cfg.obs.cameras}
-        obs.update({k.name: np.zeros((cfg.n_obs_steps, k.dim)) for k in cfg.obs.lowdim})
+        from dp_ros.model.presets import example_window
+
+        obs = example_window(self.config)
         return min(self.predict(obs).seconds for _ in range(repeats))
 
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int | None = None,

@@ -26,7 +26,7 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from dp_ros.nodes.common import describe, sec_to_time, spin_node, stamp_to_sec
+from dp_ros.nodes.common import declare_read_only, sec_to_time, spin_node, stamp_to_sec
 from dp_ros.sim.scene import JOINTS, SimArm
 
 NODE_NAME = "sim_arm"
@@ -36,9 +36,8 @@ class SimArmNode(Node):
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
 
-        def p(name, default, text, lo=None, hi=None, integer=False):
-            return self.declare_parameter(name, default, describe(text, read_only=True, lo=lo, hi=hi,
-                                                                  integer=integer)).value
+        def p(*args, **kw):
+            return declare_read_only(self, *args, **kw)
 
         joint_hz = p("joint_state_rate", 200.0, "Hz of /joint_states", lo=1.0, hi=1000.0)
         camera_hz = p("camera_rate", 30.0, "Hz of camera images", lo=1.0, hi=120.0)

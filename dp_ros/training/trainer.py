@@ -287,12 +287,11 @@ def train(dataset: str | Path, out: str | Path, config: str | Path | None = None
         load_train_state(ckpt / "train_state", policy, ema, opt, sched)
         if (out / "history.json").is_file():
             history = json.loads((out / "history.json").read_text())
-            keep = [i for i, s in enumerate(history["step"]) if s <= step]
-            for k in ("step", "loss", "lr"):
-                history[k] = [history[k][i] for i in keep]
-            vkeep = [i for i, s in enumerate(history["val_step"]) if s <= step]
-            for k in ("val_step", "val_loss", "val_action_error"):
-                history[k] = [history[k][i] for i in vkeep]
+            # Drop what the interrupted run logged after its last checkpoint.
+            for clock, series in (("step", ("loss", "lr")), ("val_step", ("val_loss", "val_action_error"))):
+                keep = [i for i, s in enumerate(history[clock]) if s <= step]
+                for k in (clock, *series):
+                    history[k] = [history[k][i] for i in keep]
         log.info("resumed from %s at step %d", ckpt, step)
     while step < end:
         t0 = time.perf_counter()
