@@ -24,7 +24,8 @@ def tree_data_files(directory):
     Paths are relative to this file, as setuptools expects.
     """
     pairs = []
-    for dirpath, _dirnames, filenames in sorted(os.walk(os.path.join(HERE, directory))):
+    for dirpath, dirnames, filenames in os.walk(os.path.join(HERE, directory)):
+        dirnames[:] = sorted(d for d in dirnames if d != '.build')  # a checkpoint's build products stay local
         files = sorted(
             os.path.relpath(os.path.join(dirpath, name), HERE)
             for name in filenames if name != '.gitkeep')

@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from dp_ros.bench import backend_bench, model_bench, node_bench, recorder_bench, train_bench
     from dp_ros.dataset import bag_import, cli as dataset_cli
-    from dp_ros.sim import expert_node
+    from dp_ros.sim import evaluate, expert_node
 
     # group -> (help, [(command, help, add_arguments, run)])
     groups = {
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sim": ("the simulated arm", [
             ("record", "record scripted demonstrations through the recorder",
              expert_node.add_arguments, expert_node.run),
+            ("eval", "run a policy closed-loop in the simulator: success rate and goals chosen",
+             evaluate.add_arguments, evaluate.run),
         ]),
     }
     for group, (group_help, commands) in groups.items():

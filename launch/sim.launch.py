@@ -1,12 +1,15 @@
 """The simulated arm, with the policy node or the teleop recorder.
 
-    ros2 launch dp_ros sim.launch.py model_path:=/path/to/checkpoint            # run a policy
+    ros2 launch dp_ros sim.launch.py                                            # the bundled policy
+    ros2 launch dp_ros sim.launch.py model_path:=/path/to/checkpoint            # another policy
     ros2 launch dp_ros sim.launch.py mode:=record dataset_path:=~/demos/sim     # record demos
 
 The simulator emulates a joint_trajectory_controller on
-/joint_trajectory_controller/joint_trajectory and publishes /joint_states and
-/camera/image_raw; the policy or recorder connect to those as they would to a real
-arm. Render headless with MUJOCO_GL=egl (the default).
+/joint_trajectory_controller/joint_trajectory and publishes /joint_states,
+/camera/image_raw and /targets; the policy or recorder connect to those as they would
+to a real arm. The simulator and the recorder take config/sim.yaml, the policy node
+config/policy.yaml: the same files `dp_ros sim eval` and `dp_ros sim record` pass.
+Render headless with MUJOCO_GL=egl (the default).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -19,12 +22,14 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description():
     args = [
         DeclareLaunchArgument("mode", default_value="policy", description="policy or record"),
-        DeclareLaunchArgument("model_path", default_value="", description="checkpoint for mode:=policy"),
+        DeclareLaunchArgument("model_path", default_value="sim_reach",
+                              description="checkpoint for mode:=policy (default: the bundled sim_reach)"),
         DeclareLaunchArgument("dataset_path", default_value="", description="dataset for mode:=record"),
         DeclareLaunchArgument("seed", default_value="0", description="seed of the target positions"),
     ]
+    sim_yaml = PathJoinSubstitution([FindPackageShare("dp_ros"), "config", "sim.yaml"])
     sim = Node(package="dp_ros", executable="sim_arm", name="sim_arm", output="screen",
-               parameters=[{"seed": LaunchConfiguration("seed")}])
+               parameters=[sim_yaml, {"seed": LaunchConfiguration("seed")}])
     policy = Node(
         package="dp_ros", executable="policy_node", name="dp_policy", output="screen",
         condition=LaunchConfigurationEquals("mode", "policy"),
@@ -34,8 +39,6 @@ def generate_launch_description():
     recorder = Node(
         package="dp_ros", executable="teleop_recorder", name="teleop_recorder", output="screen",
         condition=LaunchConfigurationEquals("mode", "record"),
-        parameters=[{"dataset_path": LaunchConfiguration("dataset_path"),
-                     "joint_names": ["base_yaw", "shoulder", "elbow", "wrist"], "cameras": ["camera"],
-                     "image_height": 96, "image_width": 96}],
+        parameters=[sim_yaml, {"dataset_path": LaunchConfiguration("dataset_path")}],
     )
     return LaunchDescription([*args, sim, policy, recorder])

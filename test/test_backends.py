@@ -85,6 +85,18 @@ def test_auto_and_explicit_backend_choice(tmp_path):
             load_runner(ckpt, "pytorch", "cuda")
 
 
+def test_regression_checkpoints_run_on_pytorch_only(tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_config(), head="regression").validate()
+    ckpt = save_checkpoint(build_policy(cfg, placeholder_normalizer(cfg)), tmp_path / "reg")
+    runner = load_runner(ckpt, "auto", "cpu")
+    assert runner.backend_name == "pytorch"
+    assert runner.predict(window(cfg)).actions.shape == (cfg.horizon, J)
+    with pytest.raises(BackendUnavailable, match="diffusion policies only.*'regression': use pytorch"):
+        load_runner(ckpt, "onnxruntime", "cpu")
+
+
 def test_engine_key_covers_what_makes_an_engine_valid():
     base = dict(gpu="NVIDIA H100", compute_capability="9.0", trt_version="10.13", precision="fp16",
                 shapes={"sample": (1, 16, 7)}, checkpoint_hash="abc")

@@ -345,3 +345,48 @@ def test_close_discards_an_open_episode(tmp_path):
     assert not (tmp_path / "d" / ".staging").exists()
     with EpisodeStore.open(tmp_path / "d") as reader:
         assert reader.n_episodes == 0 and reader.stats()["n_frames"] == 0
+
+
+def test_state_keys_round_trip_and_are_checked(tmp_path):
+    path = tmp_path / "d"
+    with EpisodeStore.create(path, JOINTS, {}, DT, states={"target_pos": 4}) as store:
+        w = store.begin_episode()
+        for k in range(3):
+            t, q, a, _ = frame(0, k)
+            w.add(t, q, a, {}, states={"target_pos": [k, 1.0, 2.0, 3.0]})
+        with pytest.raises(DatasetError, match=r"states has keys \[\]"):
+            w.add(900.0, q, a, {})
+        with pytest.raises(DatasetError, match=r"target_pos has shape \(3,\)"):
+            w.add(900.0, q, a, {}, states={"target_pos": [1.0, 2.0, 3.0]})
+        with pytest.raises(DatasetError, match=r"not finite .*target_pos\[1\]"):
+            w.add(900.0, q, a, {}, states={"target_pos": [1.0, float("nan"), 2.0, 3.0]})
+        assert w.frames == 3
+        w.commit()
+    with EpisodeStore.open(path) as store:
+        assert store.state_dims == {"target_pos": 4} and store.camera_names == ()
+        ep = store.episode(0)
+        assert ep["target_pos"].dtype == np.float32
+        np.testing.assert_array_equal(ep["target_pos"][:, 0], [0, 1, 2])
+        assert store.stats()["target_pos"]["max"] == pytest.approx([2.0, 1.0, 2.0, 3.0])
+    with pytest.raises(DatasetError, match="state keys"):
+        EpisodeStore.create(path, JOINTS, {}, DT, states={"target_pos": 6})
+    with pytest.raises(DatasetError, match="state keys"):
+        EpisodeStore.create(path, JOINTS, {}, DT)
+    for bad, words in [({"joint_pos": 2}, "not allowed"), ({"t p": 2}, "not allowed"), ({"x": 0}, "positive"),
+                       ({"wrist": 2}, "not allowed")]:
+        with pytest.raises(DatasetError, match=words):
+            EpisodeStore.create(tmp_path / "e", JOINTS, CAMERAS, DT, states=bad)
+
+
+def test_datasets_without_state_keys_still_open(tmp_path):
+    """Datasets written before state keys existed have no state_dims attribute."""
+    with create(tmp_path / "d") as store:
+        record(store, 0, 2)
+    group = zarr.open_group(str(tmp_path / "d"), mode="r+", zarr_format=2)
+    attrs = dict(group.attrs)
+    attrs.pop("state_dims")
+    group.attrs.clear()
+    group.attrs.update(attrs)
+    with EpisodeStore.open(tmp_path / "d", writable=True) as store:
+        assert store.state_dims == {} and store.n_episodes == 1
+        record(store, 1, 2)

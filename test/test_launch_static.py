@@ -121,3 +121,23 @@ def test_recorder_yaml_keys_are_declared_parameters(tmp_path):
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_sim_yaml_keys_are_declared_parameters(tmp_path):
+    from dp_ros.nodes.teleop_recorder import TeleopRecorder
+    from dp_ros.sim.sim_node import SimArmNode
+
+    data = yaml.safe_load((ROOT / "config" / "sim.yaml").read_text())
+    assert sorted(data) == ["sim_arm", "teleop_recorder"]
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        for name, make, extra in (("sim_arm", SimArmNode, {}),
+                                  ("teleop_recorder", TeleopRecorder, {"dataset_path": str(tmp_path / "d")})):
+            keys = _flatten(data[name]["ros__parameters"])
+            node = make(context=ctx, parameter_overrides=params(**extra, **keys))
+            missing = sorted(k for k in keys if not node.has_parameter(k))
+            assert not missing, f"config/sim.yaml sets parameters {name} does not declare: {missing}"
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -137,9 +137,30 @@ def test_joint_input_validation():
     assert "values for 2 joints" in p.push_joints(1.0, np.array([0.0]), now=1.0)
 
 
-def test_models_needing_other_inputs_are_refused():
+def test_state_keys_are_windowed_like_frames():
     runner = FakeRunner()
     runner.config = PolicyConfig(joint_names=("a", "b"), dt=DT,
-                                 obs=ObsConfig(lowdim=(LowdimConfig("joint_pos", 2), LowdimConfig("target", 3))))
-    with pytest.raises(ValueError, match="also needs \\['target'\\]"):
+                                 obs=ObsConfig(lowdim=(LowdimConfig("joint_pos", 2), LowdimConfig("target", 3))),
+                                 n_obs_steps=2, horizon=T_P, n_action_steps=4)
+    clock = Clock(100.0)
+    p = ChunkPlanner(runner, decode, 0.2)
+    assert p.states == {"target": 3}
+    assert "expects 3" in p.push_state("target", 99.9, np.zeros(2), now=100.0)
+    assert "NaN" in p.push_state("target", 99.9, np.array([0.0, np.nan, 1.0]), now=100.0)
+    for t in np.arange(99.5, 100.0 + 1e-9, 0.01):
+        p.push_joints(float(t), np.array([0.1, 0.2]), now=100.0)
+    assert p.plan(clock, tun()).stale == ["target"]  # joints alone are not enough
+    for t in (99.85, 99.95):
+        p.push_state("target", t, np.array([t, 1.0, 2.0]), now=100.0)
+    r = p.plan(clock, tun())
+    assert r.state == "ok", r.reasons
+    obs = runner.calls[-1][0]
+    assert obs["target"].shape == (2, 3)
+    np.testing.assert_allclose(obs["target"][:, 0], [99.85, 99.95])  # newest at or before each step
+
+
+def test_models_without_joint_positions_are_refused():
+    runner = FakeRunner()
+    runner.config = PolicyConfig(joint_names=("a", "b"), dt=DT, obs=ObsConfig(lowdim=(LowdimConfig("target", 3),)))
+    with pytest.raises(ValueError, match="does not observe 'joint_pos'"):
         ChunkPlanner(runner, decode, 0.2)

@@ -40,3 +40,30 @@ def test_rejects_wrong_files(tmp_path):
     save_file({"conv1.weight": torch.zeros(3, 3)}, str(path))
     with pytest.raises(Exception, match="conv1|size mismatch|not a ResNet-18"):
         load_pretrained_backbone(enc, path)
+
+
+def test_backbone_is_torchvision_resnet18_with_groupnorm(tmp_path):
+    """Width 64 is torchvision's ResNet-18 (GroupNorm for BatchNorm): same parameters, same output."""
+    import dataclasses
+
+    from dp_ros.model.vision import _resnet18_groupnorm
+
+    ref = torchvision.models.resnet18(weights=None, norm_layer=lambda c: torch.nn.GroupNorm(c // 16, c))
+    ref = torch.nn.Sequential(*list(ref.children())[:-2]).eval()
+    ours = _resnet18_groupnorm(16).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    ours.load_state_dict(ref.state_dict())
+    x = torch.rand(2, 3, 64, 80)
+    torch.testing.assert_close(ours(x), ref(x))
+
+    narrow = _resnet18_groupnorm(8, width=32)
+    assert narrow(x).shape == (2, 256, 2, 3)
+    n64 = sum(p.numel() for p in ours.parameters())
+    n32 = sum(p.numel() for p in narrow.parameters())
+    assert 0.2 < n32 / n64 < 0.3
+    cfg = tiny_config()
+    narrow_cfg = dataclasses.replace(cfg.vision, width=32, group_size=8)
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    with pytest.raises(ValueError, match="width 64"):
+        load_pretrained_backbone(CameraEncoders(cfg.obs.cameras, narrow_cfg), path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
@@ -26,7 +27,8 @@ def rig():
     rclpy.init(context=ctx)
     sim = SimArmNode(context=ctx, parameter_overrides=params(seed=7))
     rec = Recorder(ctx, {"js": (JointState, "/joint_states"), "img": (Image, "/camera/image_raw"),
-                         "success": (Bool, "/sim_arm/success"), "task": (String, "/sim_arm/task")},
+                         "success": (Bool, "/sim_arm/success"), "task": (String, "/sim_arm/task"),
+                         "targets": (PoseArray, "/targets")},
                    qos=rclpy.qos.qos_profile_sensor_data)
     pub = rec.create_publisher(JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
                                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -54,6 +56,12 @@ def test_rates_and_stamps(rig):
     assert msg.encoding == "rgb8" and (msg.height, msg.width) == (96, 96) and len(msg.data) == 96 * 96 * 3
     assert 0 <= arrival - stamp_to_sec(msg.header.stamp) < 0.2  # real stamps, taken when rendered
     assert list(js[-1][1].name) == list(JOINTS) and np.allclose(js[-1][1].position, HOME, atol=1e-2)
+    targets = rec.get("targets")
+    assert 15 <= len(targets) / (targets[-1][0] - targets[0][0]) <= 25
+    poses = targets[-1][1].poses
+    xyz = np.array([[p.position.x, p.position.y, p.position.z] for p in poses])
+    np.testing.assert_allclose(xyz, sim.sim.target_positions())
+    assert xyz[0, 1] > 0 > xyz[1, 1] and xyz[0, 0] == xyz[1, 0]  # left, then right, mirrored
 
 
 def test_reaching_a_target_succeeds_and_reset_randomizes(rig):

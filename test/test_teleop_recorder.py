@@ -248,6 +248,9 @@ def test_bad_parameters_are_clear(ros, tmp_path):
     with pytest.raises(ValueError, match="joint_names repeat"):
         TeleopRecorder(context=ros, parameter_overrides=params(dataset_path=str(tmp_path / "d"),
                                                                joint_names=["a", "a"]))
+    with pytest.raises(ValueError, match=r"states.<key>.poses .* \['obj'\]"):
+        TeleopRecorder(context=ros, parameter_overrides=params(dataset_path=str(tmp_path / "d"),
+                                                               joint_names=list(JOINTS), states=["obj"]))
     EpisodeStore.create(tmp_path / "other", ["x", "y"], {}, 0.1).close()
     with pytest.raises(Exception, match="joint"):
         TeleopRecorder(context=ros, parameter_overrides=params(dataset_path=str(tmp_path / "other"),

@@ -24,11 +24,9 @@ def use_large_data_profile() -> Path:
     """Point Fast DDS at config/fastdds_large_data.xml (source tree, else the installed
     share directory) for this process and the processes it starts; returns the path.
     Fast DDS reads it when rclpy creates its participant, so call this before rclpy.init."""
-    profile = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_data.xml"
-    if not profile.is_file():
-        from ament_index_python.packages import get_package_share_directory
+    from dp_ros.paths import package_file
 
-        profile = Path(get_package_share_directory("dp_ros")) / "config" / "fastdds_large_data.xml"
+    profile = package_file("config", "fastdds_large_data.xml")
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     return profile
 

@@ -53,6 +53,7 @@ def dataset_info(store: EpisodeStore) -> dict:
         "dp_ros_version": store.attrs.get("dp_ros_version"),
         "joint_names": list(store.joint_names),
         "cameras": {c: list(store.image_shapes[c]) for c in store.camera_names},
+        "states": dict(store.state_dims),
         "task": store.task,
         **stats,
         "duration_s": span_total,
@@ -79,6 +80,8 @@ def format_info(info: dict) -> str:
     cams = ", ".join(f"{c} {h}x{w}" for c, (h, w) in info["cameras"].items()) or "none"
     lines.append(f"cameras   {cams}  (H x W, uint8 RGB)")
     lines.append(f"joints    {', '.join(info['joint_names'])}")
+    states = ", ".join(f"{k} ({d})" for k, d in info["states"].items()) or "none"
+    lines.append(f"states    {states}  (key (dimensions), float32)")
     lines.append(f"task      {json.dumps(info['task'])}")
     if info["n_frames"]:
         lines += ["", f"{'':16}{'joint_pos':^44}{'action':^44}".rstrip(),
@@ -86,6 +89,11 @@ def format_info(info: dict) -> str:
         for j, name in enumerate(info["joint_names"]):
             row = [info[key][stat][j] for key in ("joint_pos", "action") for stat in ("min", "max", "mean", "std")]
             lines.append(f"{name[:15]:16}" + "".join(f"{v:11.4g}" for v in row))
+        for key, dim in info["states"].items():
+            lines += ["", f"{key[:15]:16}" + "".join(f"{h:>11}" for h in ("min", "max", "mean", "std"))]
+            for i in range(dim):
+                row = [info[key][stat][i] for stat in ("min", "max", "mean", "std")]
+                lines.append(f"{f'[{i}]':16}" + "".join(f"{v:11.4g}" for v in row))
     return "\n".join(lines)
 
 

@@ -2,9 +2,11 @@
 
     <path>/                     zarr format 2 group (a directory store)
       .zattrs                   format_version, joint_names, camera_names, image_shapes
-                                ({cam: [H, W]}), dt (s), task, created, dp_ros_version
+                                ({cam: [H, W]}), state_dims ({key: D}; absent = none),
+                                dt (s), task, created, dp_ros_version
       data/<camera>     uint8   (N, H, W, 3)  RGB, one frame per chunk, Blosc zstd bitshuffle
       data/joint_pos    float32 (N, J)
+      data/<state key>  float32 (N, D)        further low-dim observations (object positions, ...)
       data/action       float32 (N, J)        the joint target commanded at that tick
       data/timestamp    float64 (N,)          ROS time of the record tick, seconds
       meta/episode_ends int64   (E,)          exclusive end index of each episode
@@ -135,10 +137,12 @@ class EpisodeWriter:
     def frames(self) -> int:
         return self._staging.frames
 
-    def add(self, timestamp: float, joint_pos, action, images: Mapping[str, np.ndarray]) -> None:
-        """Stage one frame. A rejected frame (DatasetError naming the key) writes nothing."""
+    def add(self, timestamp: float, joint_pos, action, images: Mapping[str, np.ndarray],
+            states: Mapping[str, Any] | None = None) -> None:
+        """Stage one frame; ``states`` holds a vector per state key of the store. A rejected
+        frame (DatasetError naming the key) writes nothing."""
         self._check_open()
-        records = self._validate(timestamp, joint_pos, action, images)
+        records = self._validate(timestamp, joint_pos, action, images, states or {})
         try:
             self._staging.append(records)
         except OSError as e:
@@ -174,7 +178,7 @@ class EpisodeWriter:
         if not self._open:
             raise DatasetError("this episode was already committed or discarded: call begin_episode() for a new one")
 
-    def _validate(self, timestamp, joint_pos, action, images) -> dict[str, np.ndarray]:
+    def _validate(self, timestamp, joint_pos, action, images, states) -> dict[str, np.ndarray]:
         store = self._store
         try:
             t = float(timestamp)
@@ -186,18 +190,23 @@ class EpisodeWriter:
             raise DatasetError(f"timestamp {t!r} is not after the previous frame's {self._last_t!r}: "
                                "timestamps must increase within an episode")
         records = {"timestamp": np.array([t], np.float64)}
-        for key, value in (("joint_pos", joint_pos), ("action", action)):
+        if not isinstance(states, Mapping) or sorted(states) != sorted(store.state_dims):
+            got = sorted(states) if isinstance(states, Mapping) else type(states).__name__
+            raise DatasetError(f"states has keys {got}; the store records {sorted(store.state_dims)}")
+        vectors = [(k, v, store.joint_names) for k, v in (("joint_pos", joint_pos), ("action", action))]
+        vectors += [(k, states[k], [f"{k}[{i}]" for i in range(d)]) for k, d in store.state_dims.items()]
+        for key, value, names in vectors:
             try:
                 with np.errstate(over="ignore"):
                     x = np.asarray(value, dtype=np.float32)
             except (TypeError, ValueError):
                 raise DatasetError(f"{key} {value!r} is not an array of numbers") from None
-            if x.shape != (len(store.joint_names),):
-                raise DatasetError(f"{key} has shape {x.shape}; expected ({len(store.joint_names)},), "
-                                   f"one value per joint {list(store.joint_names)}")
-            bad = [store.joint_names[i] for i in np.flatnonzero(~np.isfinite(x))]
+            if x.shape != (len(names),):
+                what = f"one value per joint {list(names)}" if names is store.joint_names else "its dimension"
+                raise DatasetError(f"{key} has shape {x.shape}; expected ({len(names)},), {what}")
+            bad = [names[i] for i in np.flatnonzero(~np.isfinite(x))]
             if bad:
-                raise DatasetError(f"{key} is not finite (or out of float32 range) for joints {bad}")
+                raise DatasetError(f"{key} is not finite (or out of float32 range) for {bad}")
             records[key] = np.ascontiguousarray(x)
         if not isinstance(images, Mapping):
             raise DatasetError("images must be a mapping camera name -> (H, W, 3) uint8 array, "
@@ -238,6 +247,7 @@ class EpisodeStore:
             self.joint_names = tuple(attrs["joint_names"])
             self.camera_names = tuple(attrs["camera_names"])
             self.image_shapes = {c: (int(h), int(w)) for c, (h, w) in attrs["image_shapes"].items()}
+            self.state_dims = {k: int(d) for k, d in (attrs.get("state_dims") or {}).items()}
             self.dt = float(attrs["dt"])
             self.task = dict(attrs.get("task") or {})
             self._data = {k: group[f"data/{k}"] for k in self._streams()}
@@ -256,11 +266,14 @@ class EpisodeStore:
 
     @classmethod
     def create(cls, path, joint_names: Sequence[str], cameras: Mapping[str, tuple[int, int]], dt: float,
-               task: Mapping | None = None, exist_ok: bool = True) -> EpisodeStore:
+               task: Mapping | None = None, exist_ok: bool = True,
+               states: Mapping[str, int] | None = None) -> EpisodeStore:
         """Create a new store, or open an existing one for appending if its joint names,
-        cameras (names and sizes) and dt match. The returned store is writable."""
+        cameras (names and sizes), state keys (names and dimensions) and dt match. The
+        returned store is writable."""
         path = Path(path)
         joint_names, shapes, dt = _validated_spec(joint_names, cameras, dt)
+        states = _validated_states(states or {}, shapes)
         try:
             task = json.loads(json.dumps(dict(task or {})))
         except (TypeError, ValueError) as e:
@@ -271,7 +284,7 @@ class EpisodeStore:
                                    "or pass exist_ok=True to append to it")
             store = cls.open(path, writable=True)
             try:
-                store._check_matches(joint_names, shapes, dt)
+                store._check_matches(joint_names, shapes, dt, states)
             except DatasetError:
                 store.close()
                 raise
@@ -286,6 +299,7 @@ class EpisodeStore:
             "joint_names": list(joint_names),
             "camera_names": list(shapes),
             "image_shapes": {c: list(hw) for c, hw in shapes.items()},
+            "state_dims": states,
             "dt": dt,
             "task": task,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -297,13 +311,14 @@ class EpisodeStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.mkdir()
-            _write_empty_store(tmp, attrs, joint_names, shapes)
+            _write_empty_store(tmp, attrs, joint_names, shapes, states)
             os.replace(tmp, path)  # also replaces an empty directory
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DatasetError(f"cannot create a dataset at {path}: {e.strerror or e}; "
                                "choose a writable directory") from e
-        log.info("created dataset %s (%d joints, cameras %s, dt %g s)", path, len(joint_names), list(shapes), dt)
+        log.info("created dataset %s (%d joints, cameras %s, states %s, dt %g s)", path, len(joint_names),
+                 list(shapes), states, dt)
         return cls.open(path, writable=True)
 
     @classmethod
@@ -329,13 +344,16 @@ class EpisodeStore:
             store._repair()
         return store
 
-    def _check_matches(self, joint_names, shapes, dt) -> None:
+    def _check_matches(self, joint_names, shapes, dt, states) -> None:
         if tuple(joint_names) != self.joint_names:
             raise DatasetError(f"{self.path} was recorded with joints {list(self.joint_names)}, "
                                f"not {list(joint_names)}: record into a new dataset")
         if shapes != self.image_shapes:
             raise DatasetError(f"{self.path} was recorded with cameras {self.image_shapes} (H, W), not {shapes}: "
                                "record into a new dataset")
+        if states != self.state_dims:
+            raise DatasetError(f"{self.path} was recorded with state keys {self.state_dims} (dimensions), "
+                               f"not {states}: record into a new dataset")
         if not math.isclose(dt, self.dt, rel_tol=1e-9):
             raise DatasetError(f"{self.path} was recorded with dt {self.dt} s, not {dt} s: record into a new dataset")
 
@@ -362,13 +380,13 @@ class EpisodeStore:
         return slice(int(self._ends[i - 1]) if i else 0, int(self._ends[i]))
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
-        """Episode i: {"joint_pos", "action", "timestamp", <camera>...}, each (T, ...)."""
+        """Episode i: {"joint_pos", "action", "timestamp", <camera>..., <state key>...}, each (T, ...)."""
         s = self.episode_slice(i)
         return {key: arr[s] for key, arr in self._data.items()}
 
     def stats(self) -> dict[str, Any]:
         """Episode lengths, durations (first to last frame) and record rates; min/max/mean/std
-        per joint of joint_pos and action. Plain Python types (JSON-ready)."""
+        per dimension of joint_pos, action and each state key. Plain Python types (JSON-ready)."""
         n = self.n_frames
         t = self._data["timestamp"][:n]
         starts = np.concatenate([[0], self._ends[:-1]]).astype(int)
@@ -379,8 +397,8 @@ class EpisodeStore:
                              "rate_hz": float(b - a - 1) / span if span > 0 else None})
         out: dict[str, Any] = {"n_episodes": self.n_episodes, "n_frames": n, "dt": self.dt,
                                "nominal_rate_hz": 1.0 / self.dt, "episodes": episodes}
-        for key in ("joint_pos", "action"):
-            x = self._data[key][:n].astype(np.float64)  # (N, J)
+        for key in ("joint_pos", "action", *self.state_dims):
+            x = self._data[key][:n].astype(np.float64)  # (N, D)
             out[key] = {name: getattr(x, name)(axis=0).tolist() if n else None
                         for name in ("min", "max", "mean", "std")}
         return out
@@ -460,15 +478,16 @@ class EpisodeStore:
     # ---- consistency ----
 
     @staticmethod
-    def _streams_for(joint_names, shapes) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    def _streams_for(joint_names, shapes, states) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
         j = len(joint_names)
         streams = {cam: (np.dtype(np.uint8), (h, w, 3)) for cam, (h, w) in shapes.items()}
         streams.update(joint_pos=(np.dtype(np.float32), (j,)), action=(np.dtype(np.float32), (j,)),
                        timestamp=(np.dtype(np.float64), ()))
+        streams.update({k: (np.dtype(np.float32), (d,)) for k, d in states.items()})
         return streams
 
     def _streams(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-        return self._streams_for(self.joint_names, self.image_shapes)
+        return self._streams_for(self.joint_names, self.image_shapes, self.state_dims)
 
     def _committed_ends(self) -> np.ndarray:
         """The longest prefix of episode_ends that is strictly increasing from > 0 and covered
@@ -542,10 +561,24 @@ def _validated_spec(joint_names, cameras, dt) -> tuple[tuple[str, ...], dict[str
     return joint_names, shapes, dt
 
 
-def _write_empty_store(directory: Path, attrs: dict, joint_names, shapes) -> None:
+def _validated_states(states, shapes) -> dict[str, int]:
+    if not isinstance(states, Mapping):
+        raise DatasetError("states must be a mapping state key -> dimension")
+    out = {}
+    for key, dim in states.items():
+        if not isinstance(key, str) or not _CAMERA_NAME.fullmatch(key) or key in LOWDIM_KEYS or key in shapes:
+            raise DatasetError(f"state key {key!r} is not allowed: use letters, digits and _, no camera name, "
+                               f"and none of {list(LOWDIM_KEYS)}")
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise DatasetError(f"state key '{key}' dimension {dim!r} must be a positive integer")
+        out[key] = int(dim)
+    return out
+
+
+def _write_empty_store(directory: Path, attrs: dict, joint_names, shapes, states) -> None:
     root = zarr.create_group(store=str(directory), zarr_format=2, attributes=attrs)
     data = root.create_group("data")
-    for key, (dtype, shape) in EpisodeStore._streams_for(joint_names, shapes).items():
+    for key, (dtype, shape) in EpisodeStore._streams_for(joint_names, shapes, states).items():
         image = key in shapes
         data.create_array(key, shape=(0, *shape), dtype=dtype, fill_value=0,
                           chunks=(1, *shape) if image else (LOWDIM_CHUNK_ROWS, *shape),

@@ -99,13 +99,16 @@ class VisionConfig:
     feature_dim: int = 64
     shared: bool = False
     group_size: int = 16  # GroupNorm groups = channels // group_size
+    width: int = 64  # channels of the first stage (64: torchvision's ResNet-18; 32: a quarter of the compute)
 
     def validate(self) -> None:
         if self.num_keypoints < 1 or self.feature_dim < 1:
             raise ValueError("vision num_keypoints and feature_dim must be >= 1")
-        if 64 % self.group_size != 0:
+        if self.width < 1:
+            raise ValueError(f"vision width {self.width} must be >= 1")
+        if self.width % self.group_size != 0:
             raise ValueError(
-                f"vision group_size {self.group_size} must divide 64 (ResNet-18's narrowest layer)"
+                f"vision group_size {self.group_size} must divide width {self.width} (ResNet-18's narrowest layer)"
             )
 
 

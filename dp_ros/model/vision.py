@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from dp_ros.model.config import CameraConfig, VisionConfig
 
@@ -40,12 +39,46 @@ class SpatialSoftmax(nn.Module):
         return (attn @ self.grid).reshape(b, k * 2)  # (B, K, 2) -> (B, 2K)
 
 
-def _resnet18_groupnorm(group_size: int) -> nn.Sequential:
-    net = torchvision.models.resnet18(
-        weights=None, norm_layer=lambda c: nn.GroupNorm(c // group_size, c)
-    )
-    # Drop the average pool and the classifier: (B, 3, H, W) -> (B, 512, H/32, W/32).
-    return nn.Sequential(*list(net.children())[:-2])
+class _BasicBlock(nn.Module):
+    """ResNet's basic block, with torchvision's attribute names (so its state dicts load)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, norm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = norm(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = norm(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), norm(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+def _resnet18_groupnorm(group_size: int, width: int = 64) -> nn.Sequential:
+    """ResNet-18 without its average pool and classifier, GroupNorm for BatchNorm:
+    (B, 3, H, W) -> (B, 8 * width, H/32, W/32). ``width`` 64 is torchvision's ResNet-18
+    (same module names and shapes, so its weights load); 32 is a quarter of the compute.
+    Sequential indices follow torchvision's children: 0 conv1, 1 bn1, 4..7 layer1..4."""
+    def norm(c: int) -> nn.GroupNorm:
+        return nn.GroupNorm(c // group_size, c)
+
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 7, 2, 3, bias=False), norm(width), nn.ReLU(inplace=True),
+                               nn.MaxPool2d(3, 2, 1)]
+    cin = width
+    for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
+        stride = 1 if i == 0 else 2
+        layers.append(nn.Sequential(_BasicBlock(cin, cout, stride, norm), _BasicBlock(cout, cout, 1, norm)))
+        cin = cout
+    net = nn.Sequential(*layers)
+    for m in net.modules():  # torchvision's initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
 
 
 class ImageEncoder(nn.Module):
@@ -53,9 +86,9 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, crop_height: int, crop_width: int, cfg: VisionConfig):
         super().__init__()
-        self.backbone = _resnet18_groupnorm(cfg.group_size)
+        self.backbone = _resnet18_groupnorm(cfg.group_size, cfg.width)
         h, w = _feature_hw(crop_height), _feature_hw(crop_width)
-        self.pool = SpatialSoftmax(512, h, w, cfg.num_keypoints)
+        self.pool = SpatialSoftmax(8 * cfg.width, h, w, cfg.num_keypoints)
         self.proj = nn.Linear(cfg.num_keypoints * 2, cfg.feature_dim)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -148,6 +181,9 @@ def load_pretrained_backbone(encoders: CameraEncoders, path: str | Path) -> None
             continue
         mapped[f"{prefix[head]}.{rest}"] = value
     for name, enc in encoders.encoders.items():
+        if enc.backbone[0].out_channels != 64:
+            raise ValueError(f"pretrained ResNet-18 weights need vision width 64; encoder {name!r} has "
+                             f"width {enc.backbone[0].out_channels}")
         missing, unexpected = enc.backbone.load_state_dict(mapped, strict=False)
         if unexpected or missing:
             raise ValueError(

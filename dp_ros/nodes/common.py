@@ -23,6 +23,12 @@ def sec_to_duration(t: float) -> Duration:
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+def pose_positions(msg) -> np.ndarray:
+    """geometry_msgs/PoseArray -> (3 * n,) float64: x, y, z of each pose, in message order
+    (a state key's vector; orientations are not used)."""
+    return np.array([[p.position.x, p.position.y, p.position.z] for p in msg.poses], dtype=np.float64).reshape(-1)
+
+
 def image_msg_to_rgb(msg) -> np.ndarray:
     """sensor_msgs/Image or CompressedImage -> (H, W, 3) uint8 RGB at its own size;
     ValueError (ImageError) with the reason if it cannot be decoded."""
@@ -104,6 +110,22 @@ class JointPicker:
             bad = [self.joint_names[i] for i in np.nonzero(~np.isfinite(q))[0]]
             return None, f"{self.label}: NaN or infinite position for {bad}"
         return q, None
+
+
+def call_service(client, request, timeout: float = 10.0):
+    """Call a service from a thread other than the executor's (which must be spinning);
+    RuntimeError naming the service when it is absent or does not answer in time."""
+    import time
+
+    if not client.wait_for_service(timeout_sec=timeout):
+        raise RuntimeError(f"service {client.srv_name} is not available")
+    future = client.call_async(request)
+    end = time.monotonic() + timeout
+    while not future.done():
+        if time.monotonic() > end:
+            raise RuntimeError(f"service {client.srv_name} did not answer within {timeout} s")
+        time.sleep(0.005)
+    return future.result()
 
 
 def spin_node(make_node, name: str, args=None) -> int:

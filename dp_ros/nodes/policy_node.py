@@ -25,6 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
@@ -34,25 +35,16 @@ from dp_ros.core.safety import JointLimits
 from dp_ros.core.trajectory_rules import trajectory_violations
 from dp_ros.core.urdf import parse_joint_limits
 from dp_ros.nodes.common import (
-    AspectWarner, JointPicker, describe, image_msg_to_rgb, sec_to_duration, sec_to_time, spin_node, stamp_to_sec,
+    AspectWarner, JointPicker, describe, image_msg_to_rgb, pose_positions, sec_to_duration, sec_to_time, spin_node,
+    stamp_to_sec,
 )
+from dp_ros.paths import share_dir
 from dp_ros.runtime.backends import load_runner, resolve_model_path
 from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
 
 NODE_NAME = "dp_policy"
 TRAJECTORY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _share_dir() -> str | None:
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    except ImportError:
-        return None
-    try:
-        return get_package_share_directory("dp_ros")
-    except (PackageNotFoundError, OSError, KeyError, ValueError):
-        return None
 
 
 @dataclass
@@ -80,7 +72,7 @@ class PolicyNode(Node):
             "torch device: auto, cpu, cuda or cuda:N", read_only=True)).value
         if not model_path:
             raise ValueError("parameter model_path is empty: set it to a checkpoint directory")
-        path = resolve_model_path(model_path, _share_dir())
+        path = resolve_model_path(model_path, share_dir())
         self.runner = load_runner(path, backend, device)
         cfg = self.cfg = self.runner.config
         warm = self.runner.warm_up()
@@ -161,6 +153,15 @@ class PolicyNode(Node):
             self._camera_topics[cam.name] = topic
             self.create_subscription(CompressedImage if compressed else Image, topic,
                                      lambda m, c=cam.name: self._on_frame(c, m), qos_profile_sensor_data)
+        self._state_topics = {}
+        for key, dim in self._planner.states.items():
+            topic = self.declare_parameter(f"states.{key}.topic", "", describe(
+                f"state {key}: geometry_msgs/PoseArray topic (x, y, z of each pose); empty means /{key}",
+                read_only=True)).value or f"/{key}"
+            if dim % 3:
+                raise ValueError(f"the model's state {key!r} has {dim} values; a PoseArray gives 3 per pose")
+            self._state_topics[key] = topic
+            self.create_subscription(PoseArray, topic, lambda m, k=key: self._on_state(k, m), qos_profile_sensor_data)
         self.create_subscription(JointState, joint_topic, self._on_joint_state, qos_profile_sensor_data)
         if use_urdf:
             self.create_subscription(String, "/robot_description", self._on_robot_description, LATCHED_QOS)
@@ -174,7 +175,8 @@ class PolicyNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="dp_policy_inference", daemon=True)
         self._worker.start()
-        log.info(f"cameras {self._camera_topics}, joints from {joint_topic}, trajectories to {traj_topic}; "
+        log.info(f"cameras {self._camera_topics}, states {self._state_topics}, joints from {joint_topic}, "
+                 f"trajectories to {traj_topic}; "
                  f"{'enabled' if self._enabled else 'disabled until ~/enable'}")
 
     # ---- helpers ----
@@ -244,6 +246,11 @@ class PolicyNode(Node):
 
     def _on_frame(self, camera: str, msg) -> None:
         reason = self._planner.push_frame(camera, stamp_to_sec(msg.header.stamp), msg, self._now())
+        if reason:
+            self._reject(reason)
+
+    def _on_state(self, key: str, msg: PoseArray) -> None:
+        reason = self._planner.push_state(key, stamp_to_sec(msg.header.stamp), pose_positions(msg), self._now())
         if reason:
             self._reject(reason)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CompressedImage, Image, JointState, Joy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -37,7 +38,8 @@ from dp_ros.core.safety import JointLimits
 from dp_ros.core.teleop import AxisMapping, JoyTeleop, LeaderTeleop
 from dp_ros.dataset.store import DatasetError, EpisodeStore
 from dp_ros.nodes.common import (
-    AspectWarner, JointPicker, declare_read_only, image_msg_to_rgb, sec_to_duration, spin_node, stamp_to_sec,
+    AspectWarner, JointPicker, declare_read_only, image_msg_to_rgb, pose_positions, sec_to_duration, spin_node,
+    stamp_to_sec,
 )
 
 NODE_NAME = "teleop_recorder"
@@ -78,6 +80,13 @@ class TeleopRecorder(Node):
         cameras = [c for c in p("cameras", [""], "camera names ([''] for none)") if c]
         height = p("image_height", 240, "stored image height in pixels", lo=16, hi=4096, integer=True)
         width = p("image_width", 320, "stored image width in pixels", lo=16, hi=4096, integer=True)
+        state_keys = [k for k in p("states", [""], "state keys recorded besides joint_pos, each from a "
+                                   "geometry_msgs/PoseArray topic ([''] for none)") if k]
+        states = {k: 3 * p(f"states.{k}.poses", 0, f"state {k}: poses per message (3 values each)",
+                           lo=0, hi=10000, integer=True) for k in state_keys}
+        missing = [k for k, d in states.items() if d == 0]
+        if missing:
+            raise ValueError(f"set states.<key>.poses (poses per PoseArray message) for {missing}")
         task = p("task", "", "free-form task description, or a JSON object, stored with the dataset")
         device = p("device", "joy", "teleop device: joy or leader")
         lower = np.array(p("joint_lower_limits", [-math.inf] * n, "lower limit per joint; -.inf for none"), float)
@@ -125,10 +134,12 @@ class TeleopRecorder(Node):
         except json.JSONDecodeError as exc:
             raise ValueError(f"parameter task looks like JSON but is not: {exc}") from None
         self.store = EpisodeStore.create(path, self.joint_names, {c: (height, width) for c in cameras}, self.dt,
-                                         task=task_meta)
+                                         task=task_meta, states=states)
         self.cameras = cameras
+        self.states = states
         self.size = (height, width)
-        streams = [StreamSpec(c, self.max_age) for c in cameras] + [StreamSpec(JOINTS, self.max_age, interpolate=True)]
+        streams = [StreamSpec(c, self.max_age) for c in (*cameras, *states)]
+        streams.append(StreamSpec(JOINTS, self.max_age, interpolate=True))
         self.buffer = ObservationBuffer(streams, n_obs_steps=1, dt=self.dt)
         self.status = _Status(episode=self.store.n_episodes)
         self._lock = threading.Lock()
@@ -144,6 +155,10 @@ class TeleopRecorder(Node):
             topic = topic or f"/{cam}/image_raw" + ("/compressed" if compressed else "")
             self.create_subscription(CompressedImage if compressed else Image, topic,
                                      lambda m, c=cam: self._push(c, m), qos_profile_sensor_data)
+        state_topics = {}
+        for key in states:
+            topic = state_topics[key] = p(f"states.{key}.topic", "", f"state {key}: topic; empty = /{key}") or f"/{key}"
+            self.create_subscription(PoseArray, topic, lambda m, k=key: self._on_state(k, m), qos_profile_sensor_data)
         self.create_subscription(JointState, joint_topic, self._on_joint_state, qos_profile_sensor_data)
         self._traj_pub = self.create_publisher(JointTrajectory, traj_topic, TRAJECTORY_QOS)
         self._status_pub = self.create_publisher(String, "~/status", 10)
@@ -153,7 +168,8 @@ class TeleopRecorder(Node):
         self._worker = threading.Thread(target=self._work, name="recorder_writer", daemon=True)
         self._worker.start()
         self.create_timer(self.dt, self._tick)
-        log.info(f"recording {list(self.joint_names)} and cameras {cameras} every {self.dt} s into {path} "
+        log.info(f"recording {list(self.joint_names)}, cameras {cameras} and states {state_topics} every {self.dt} s "
+                 f"into {path} "
                  f"({self.store.n_episodes} episodes so far); teleop: {device}")
 
     # ---- helpers ----
@@ -168,10 +184,19 @@ class TeleopRecorder(Node):
 
     # ---- inputs ----
 
-    def _push(self, stream: str, msg) -> None:
-        reason = self.buffer.push(stream, stamp_to_sec(msg.header.stamp), msg, self._now())
+    def _push(self, stream: str, msg, value=None) -> None:
+        reason = self.buffer.push(stream, stamp_to_sec(msg.header.stamp), msg if value is None else value, self._now())
         if reason:
             self._reject(stream, reason)
+
+    def _on_state(self, key: str, msg: PoseArray) -> None:
+        values = pose_positions(msg)
+        if values.size != self.states[key]:
+            self._reject(key, f"{key}: {values.size // 3} poses; expected {self.states[key] // 3}")
+        elif not np.all(np.isfinite(values)):
+            self._reject(key, f"{key}: NaN or infinite position")
+        else:
+            self._push(key, msg, values)
 
     def _on_joint_state(self, msg: JointState) -> None:
         q, reason = self._joints.pick(msg.name, msg.position)
@@ -274,8 +299,9 @@ class TeleopRecorder(Node):
                 self._drop("stale: " + "; ".join(win.reasons))
             else:
                 frames = {c: win.values[c][0] for c in self.cameras}
+                states = {k: win.values[k][0] for k in self.states}
                 try:
-                    self._jobs.put_nowait(("frame", (t, win.values[JOINTS][0], action, frames)))
+                    self._jobs.put_nowait(("frame", (t, win.values[JOINTS][0], action, frames, states)))
                 except queue.Full:
                     self._drop("the writer is behind (disk too slow?)")
         self._publish_status()
@@ -332,14 +358,14 @@ class TeleopRecorder(Node):
                         self.status.state = "idle"
                         self.status.episode = self.store.n_episodes
 
-    def _write_frame(self, t, joint_pos, action, frames) -> None:
+    def _write_frame(self, t, joint_pos, action, frames, states) -> None:
         h, w = self.size
         images = {c: self._aspect.resize(c, image_msg_to_rgb(m), h, w) for c, m in frames.items()}
         with self._lock:
             writer = self._writer
             if writer is None or self.status.state not in ("recording", "saving", "discarding"):
                 return
-        writer.add(t, joint_pos, action, images)
+        writer.add(t, joint_pos, action, images, states)
         with self._lock:
             self.status.frames += 1
 

@@ -12,7 +12,9 @@ start-up error, never a silent fallback.
 | `onnxruntime` | exported ONNX graphs (CUDA/TensorRT providers if present) | cpu, cuda |
 | `pytorch`     | eager PyTorch FP32, the reference                 | cpu, cuda   |
 
-``auto`` tries them in that order on the resolved device.
+``auto`` tries them in that order on the resolved device. The accelerated backends
+run the diffusion head's encoder and denoiser; a regression (MSE baseline) checkpoint
+runs on `pytorch` only.
 """
 from __future__ import annotations
 
@@ -128,13 +130,22 @@ class PolicyRunner:
         return Prediction(np.asarray(actions, dtype=np.float64), time.perf_counter() - t0)
 
 
+def _unavailable(name: str, device: str, head: str) -> str | None:
+    if name != "pytorch" and head != "diffusion":
+        return f"it runs diffusion policies only, and this checkpoint's head is {head!r}: use pytorch"
+    return BACKENDS[name][0](device)
+
+
 def load_runner(model_path: str | Path, backend: str = "auto", device: str = "auto") -> PolicyRunner:
     """Load a checkpoint onto the requested backend and device, or raise saying why not."""
+    from dp_ros.model.checkpoint import read_config
+
     path = Path(model_path)
     device = resolve_device(device)
+    head = read_config(path)[0].head
     if backend == "auto":
         for name in AUTO_ORDER:
-            if BACKENDS[name][0](device) is None:
+            if _unavailable(name, device, head) is None:
                 backend = name
                 break
         else:
@@ -142,7 +153,7 @@ def load_runner(model_path: str | Path, backend: str = "auto", device: str = "au
         log.info("backend auto: picked %s on %s", backend, device)
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
-    why = BACKENDS[backend][0](device)
+    why = _unavailable(backend, device, head)
     if why:
         raise BackendUnavailable(f"backend {backend!r} is unavailable on {device}: {why}")
     policy = load_checkpoint(path)

@@ -59,7 +59,9 @@ class ChunkPlanner:
 
     ``decode_frame(camera_name, raw) -> (H, W, 3) uint8 RGB`` at the camera's configured
     size; it raises ``ValueError`` for a frame that cannot be used. It runs only on the
-    T_o frames each chunk uses.
+    T_o frames each chunk uses. Low-dim keys other than the joint positions (``states``:
+    object positions, ...) come in through ``push_state``; like frames, each step takes
+    the newest value stamped at or before its time.
     """
 
     def __init__(self, runner, decode_frame: Callable[[str, Any], np.ndarray], max_obs_age: float):
@@ -68,12 +70,10 @@ class ChunkPlanner:
         self.config = cfg
         self.decode_frame = decode_frame
         self.cameras = [c.name for c in cfg.obs.cameras]
-        others = [k.name for k in cfg.obs.lowdim if k.name != JOINTS]
-        if others:
-            raise ValueError(f"the policy node provides cameras and {JOINTS!r}; this model also needs {others}")
+        self.states = {k.name: k.dim for k in cfg.obs.lowdim if k.name != JOINTS}
         if JOINTS not in [k.name for k in cfg.obs.lowdim]:
             raise ValueError(f"the model does not observe {JOINTS!r}; the node needs it for the safety filter")
-        streams = [StreamSpec(n, max_obs_age) for n in self.cameras]
+        streams = [StreamSpec(n, max_obs_age) for n in (*self.cameras, *self.states)]
         streams.append(StreamSpec(JOINTS, max_obs_age, interpolate=True))
         self.buffer = ObservationBuffer(streams, cfg.n_obs_steps, cfg.dt)
         self._max_age = max_obs_age
@@ -86,6 +86,14 @@ class ChunkPlanner:
             bad = [self.config.joint_names[i] for i in np.nonzero(~np.isfinite(positions))[0]]
             return f"{JOINTS}: NaN or infinite position for {bad}"
         return self.buffer.push(JOINTS, stamp, positions, now)
+
+    def push_state(self, key: str, stamp: float, values: np.ndarray, now: float) -> str | None:
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape != (self.states[key],):
+            return f"{key}: {values.size} values; the model expects {self.states[key]}"
+        if not np.all(np.isfinite(values)):
+            return f"{key}: NaN or infinite value"
+        return self.buffer.push(key, stamp, values, now)
 
     def push_frame(self, camera: str, stamp: float, raw: Any, now: float) -> str | None:
         return self.buffer.push(camera, stamp, raw, now)
@@ -119,6 +127,8 @@ class ChunkPlanner:
         except ValueError as exc:
             return StepResult("bad_input", [f"{cam}: {exc}"], t_obs=win.t_obs, t_start=t_start)
         obs[JOINTS] = np.stack(win.values[JOINTS])  # (T_o, J)
+        for key in self.states:
+            obs[key] = np.stack(win.values[key])  # (T_o, D)
         prep = time.perf_counter() - w0
         try:
             pred = self.runner.predict(obs, tun.num_inference_steps, noise)

@@ -23,6 +23,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from dp_ros.nodes.common import call_service
 from dp_ros.sim.expert import plan_reach
 from dp_ros.sim.scene import JOINTS, SimArm
 
@@ -53,16 +54,7 @@ class ExpertNode(Node):
             self._task = json.loads(msg.data)
 
     def _call(self, name: str, timeout: float = 10.0) -> Trigger.Response:
-        client = self._triggers[name]
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise RuntimeError(f"service for {name!r} is not available")
-        future = client.call_async(Trigger.Request())
-        end = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > end:
-                raise RuntimeError(f"{name!r} did not answer within {timeout} s")
-            time.sleep(0.01)
-        return future.result()
+        return call_service(self._triggers[name], Trigger.Request(), timeout)
 
     def _wait_for_joints(self, timeout: float = 10.0) -> np.ndarray:
         end = time.monotonic() + timeout
@@ -128,6 +120,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=10, help="successful demonstrations to record")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", default="96x96", help="camera and stored image size, HxW")
+    p.add_argument("--no-images", action="store_true",
+                   help="record no camera (the simulator renders none): a dataset for the low-dim policy only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,15 +132,17 @@ def run(args: argparse.Namespace) -> int:
     from dp_ros.nodes.teleop_recorder import TeleopRecorder
     from dp_ros.sim.sim_node import SimArmNode
 
+    from dp_ros.paths import package_file
+
     h, w = (int(x) for x in args.image_size.lower().split("x"))
-    rclpy.init()
-    sim = SimArmNode(parameter_overrides=[Parameter("seed", value=args.seed), Parameter("image_height", value=h),
-                                          Parameter("image_width", value=w)])
-    rec = TeleopRecorder(parameter_overrides=[
-        Parameter("dataset_path", value=args.dataset), Parameter("joint_names", value=list(JOINTS)),
-        Parameter("cameras", value=["camera"]), Parameter("image_height", value=h), Parameter("image_width", value=w),
-        Parameter("device", value="leader"), Parameter("max_joint_speed", value=1.0),
-        Parameter("task", value="touch either red target (two equally valid goals)")])
+    # The simulator's and the recorder's parameters come from config/sim.yaml, as with
+    # ros2 launch dp_ros sim.launch.py mode:=record; the command line overrides a few.
+    rclpy.init(args=["--ros-args", "--params-file", str(package_file("config", "sim.yaml"))])
+    size = [Parameter("image_height", value=h), Parameter("image_width", value=w)]
+    sim = SimArmNode(parameter_overrides=[Parameter("seed", value=args.seed), *size,
+                                          *([Parameter("camera_rate", value=0.0)] if args.no_images else [])])
+    rec = TeleopRecorder(parameter_overrides=[Parameter("dataset_path", value=args.dataset), *size,
+                                              *([Parameter("cameras", value=[""])] if args.no_images else [])])
     expert = ExpertNode(seed=args.seed)
     executor = SingleThreadedExecutor()
     for n in (sim, rec, expert):

@@ -138,6 +138,10 @@ class SimArm:
     def targets(self) -> np.ndarray:
         return np.array([self.data.mocap_pos[m][:2] for m in self._mocap])  # (2, xy)
 
+    def target_positions(self) -> np.ndarray:
+        """(2, 3): x, y, z of the left and the right target, in the world (= arm base) frame."""
+        return np.array([self.data.mocap_pos[m] for m in self._mocap])
+
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._qadr].copy()
 

@@ -5,6 +5,8 @@
   (``sim.controller``); rejections are logged with the reason;
 - publishes ``/joint_states`` (default 200 Hz) and ``/<camera>/image_raw`` (rgb8,
   default 30 Hz), stamped with the node's clock when the state was taken;
+- publishes ``/targets`` (geometry_msgs/PoseArray: the two target positions, left then
+  right; default 20 Hz), the state key of the low-dimensional policy variant;
 - publishes ``~/success`` (std_msgs/Bool) and ``~/task`` (std_msgs/String, JSON: success,
   goal 0 = left / 1 = right / -1, tip distances, target positions) at 10 Hz;
 - service ``~/reset`` (std_srvs/Trigger): the arm back home, the targets at a new
@@ -20,6 +22,7 @@ import threading
 
 import numpy as np
 from rclpy.node import Node
+from geometry_msgs.msg import Pose, PoseArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
@@ -40,7 +43,8 @@ class SimArmNode(Node):
             return declare_read_only(self, *args, **kw)
 
         joint_hz = p("joint_state_rate", 200.0, "Hz of /joint_states", lo=1.0, hi=1000.0)
-        camera_hz = p("camera_rate", 30.0, "Hz of camera images", lo=1.0, hi=120.0)
+        camera_hz = p("camera_rate", 30.0, "Hz of camera images (0: no camera)", lo=0.0, hi=120.0)
+        targets_hz = p("targets_rate", 20.0, "Hz of /targets (geometry_msgs/PoseArray)", lo=1.0, hi=1000.0)
         h = p("image_height", 96, "camera image height", lo=16, hi=1024, integer=True)
         w = p("image_width", 96, "camera image width", lo=16, hi=1024, integer=True)
         self.camera = p("camera_name", "camera", "camera name: images on /<name>/image_raw")
@@ -55,14 +59,18 @@ class SimArmNode(Node):
         self._img_pub = self.create_publisher(Image, f"/{self.camera}/image_raw", qos_profile_sensor_data)
         self._success_pub = self.create_publisher(Bool, "~/success", 10)
         self._task_pub = self.create_publisher(String, "~/task", 10)
+        self._targets_pub = self.create_publisher(PoseArray, "/targets", qos_profile_sensor_data)
         self.create_subscription(JointTrajectory, traj_topic, self._on_trajectory,
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / joint_hz, self._on_physics)
-        self.create_timer(1.0 / camera_hz, self._on_camera)
+        if camera_hz > 0:
+            self.create_timer(1.0 / camera_hz, self._on_camera)
+        self.create_timer(1.0 / targets_hz, self._on_targets)
         self.create_timer(0.1, self._on_task)
         self.get_logger().info(f"simulated arm {list(JOINTS)}: joint states at {joint_hz:g} Hz, "
-                               f"/{self.camera}/image_raw {w}x{h} at {camera_hz:g} Hz, trajectories on {traj_topic}")
+                               f"/{self.camera}/image_raw {w}x{h} at {camera_hz:g} Hz, /targets at {targets_hz:g} Hz, "
+                               f"trajectories on {traj_topic}")
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -109,6 +117,17 @@ class SimArmNode(Node):
         msg.header.frame_id = self.camera
         msg.data = img.tobytes()
         self._img_pub.publish(msg)
+
+    def _on_targets(self) -> None:
+        now = self._advance()
+        with self._lock:
+            targets = self.sim.target_positions()
+        msg = PoseArray(poses=[Pose() for _ in targets])
+        for pose, (x, y, z) in zip(msg.poses, targets):
+            pose.position.x, pose.position.y, pose.position.z = float(x), float(y), float(z)
+        msg.header.stamp = sec_to_time(now)
+        msg.header.frame_id = "world"
+        self._targets_pub.publish(msg)
 
     def _on_task(self) -> None:
         with self._lock:

@@ -49,11 +49,16 @@ def _episode_lengths(store: EpisodeStore) -> np.ndarray:
     return np.diff(store.episode_ends, prepend=0)
 
 
-def check_dataset(store: EpisodeStore, cfg: PolicyConfig) -> None:
-    """Raise DatasetError naming every reason the dataset cannot train this policy."""
+def check_dataset(store: EpisodeStore, cfg: PolicyConfig, exclude: Sequence[int] = ()) -> None:
+    """Raise DatasetError naming every reason the dataset cannot train this policy
+    (episodes in ``exclude`` are not used, so they are not checked)."""
     problems = []
-    if store.n_episodes == 0:
-        problems.append("it has no episodes: record demonstrations into it first")
+    bad = sorted(e for e in exclude if not 0 <= e < store.n_episodes)
+    if bad:
+        problems.append(f"exclude_episodes names {bad}, which the dataset (episodes 0..{store.n_episodes - 1}) "
+                        "does not have")
+    if store.n_episodes - len(set(exclude)) <= 0:
+        problems.append("it has no episodes (after exclude_episodes): record demonstrations into it first")
     if tuple(cfg.joint_names) != store.joint_names:
         problems.append(f"the policy's joints {list(cfg.joint_names)} differ from the dataset's "
                         f"{list(store.joint_names)} (names and order must match)")
@@ -77,12 +82,12 @@ def check_dataset(store: EpisodeStore, cfg: PolicyConfig) -> None:
         problems.append(f"the policy's dt {cfg.dt} s differs from the dataset's record period {store.dt} s: "
                         "train with the dataset's dt")
     lengths = _episode_lengths(store)
-    short = np.flatnonzero(lengths < cfg.horizon)
+    short = np.array([i for i in np.flatnonzero(lengths < cfg.horizon) if i not in set(exclude)], dtype=int)
     if short.size:
         listed = ", ".join(f"episode {i} ({lengths[i]} frames)" for i in short[:_MAX_LISTED])
         more = f" and {short.size - _MAX_LISTED} more" if short.size > _MAX_LISTED else ""
         problems.append(f"{listed}{more} {'is' if short.size == 1 else 'are'} shorter than the horizon T_p = {cfg.horizon}: "
-                        "remove those episodes or lower the horizon")
+                        "exclude them (training.exclude_episodes) or lower the horizon")
     if problems:
         raise DatasetError(f"{store.path} cannot train this policy: " + "; ".join(problems))
 

@@ -62,6 +62,7 @@ class TrainConfig:
     seed: int = 42
     mixed_precision: bool = True
     device: str = "auto"
+    exclude_episodes: tuple[int, ...] = ()  # episodes not to train or validate on (bad demonstrations)
 
     def validate(self) -> "TrainConfig":
         for name in ("steps", "batch_size", "val_every", "val_batches", "checkpoint_every", "keep_checkpoints"):
@@ -77,7 +78,7 @@ class TrainConfig:
 
 
 MODEL_KEYS = {"n_obs_steps", "horizon", "n_action_steps", "head", "denoiser", "vision", "unet", "transformer",
-              "noise", "crop_ratio"}
+              "noise", "crop_ratio", "cameras", "states"}
 
 
 def load_run_config(path: str | Path | None) -> tuple[dict[str, Any], TrainConfig]:
@@ -96,16 +97,29 @@ def load_run_config(path: str | Path | None) -> tuple[dict[str, Any], TrainConfi
 
 
 def policy_config_for(store: EpisodeStore, model: Mapping[str, Any]) -> PolicyConfig:
-    """The policy the dataset implies (joints, cameras and sizes, dt) with the model section's choices."""
+    """The policy the dataset implies (joints, cameras and sizes, state keys, dt) with the
+    model section's choices. ``cameras`` and ``states`` (lists of names; absent or null:
+    all of the dataset's) choose what the policy observes besides the joint positions."""
     ratio = float(model.get("crop_ratio", 0.9))
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"model.crop_ratio {ratio} must be in (0, 1]")
+    chosen = {}
+    for key, available in (("cameras", list(store.camera_names)), ("states", list(store.state_dims))):
+        names = model.get(key)
+        names = available if names is None else names
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"model.{key} must be a list of names (or null for all of the dataset's {available})")
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise ValueError(f"model.{key} names {unknown}, which the dataset does not have (it has {available})")
+        chosen[key] = list(dict.fromkeys(names))
     cams = tuple(CameraConfig(c, h, w, max(32, int(round(h * ratio))), max(32, int(round(w * ratio))))
-                 for c, (h, w) in store.image_shapes.items())
-    plain = {k: v for k, v in model.items() if k != "crop_ratio"}
+                 for c, (h, w) in store.image_shapes.items() if c in chosen["cameras"])
+    plain = {k: v for k, v in model.items() if k not in ("crop_ratio", "cameras", "states")}
+    lowdim = [{"name": "joint_pos", "dim": len(store.joint_names)}]
+    lowdim += [{"name": k, "dim": store.state_dims[k]} for k in chosen["states"]]
     plain.update(joint_names=list(store.joint_names), dt=store.dt,
-                 obs={"cameras": [dataclasses.asdict(c) for c in cams],
-                      "lowdim": [{"name": "joint_pos", "dim": len(store.joint_names)}]})
+                 obs={"cameras": [dataclasses.asdict(c) for c in cams], "lowdim": lowdim})
     return PolicyConfig.from_dict(plain).validate()
 
 
@@ -240,9 +254,13 @@ def train(dataset: str | Path, out: str | Path, config: str | Path | None = None
             torch.cuda.set_device(device)
     store = EpisodeStore.open(dataset)
     cfg = policy_config_for(store, model_section)
-    check_dataset(store, cfg)
-    train_eps, val_eps = split_episodes(store.n_episodes, tc.val_ratio, tc.seed)
-    normalizer = fit_normalizer(store, train_eps)
+    check_dataset(store, cfg, tc.exclude_episodes)
+    kept = [e for e in range(store.n_episodes) if e not in set(tc.exclude_episodes)]
+    train_idx, val_idx = split_episodes(len(kept), tc.val_ratio, tc.seed)
+    train_eps, val_eps = [kept[i] for i in train_idx], [kept[i] for i in val_idx]
+    if tc.exclude_episodes:
+        log.info("excluded episodes %s (training.exclude_episodes)", sorted(tc.exclude_episodes))
+    normalizer = fit_normalizer(store, train_eps, [k.name for k in cfg.obs.lowdim])
     torch.manual_seed(tc.seed + rank)
     random.seed(tc.seed + rank)
     np.random.seed(tc.seed + rank)

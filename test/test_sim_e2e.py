@@ -1,0 +1,60 @@
+"""The whole loop in the simulator, every CI run: record demonstrations through the
+recorder, train the low-dimensional diffusion policy, and evaluate it closed-loop
+through the policy node; the same for the regression (MSE) baseline.
+
+The diffusion policy must succeed in at least 90% of the episodes and choose each of
+the two goals in some of them. The regression baseline is reported, not held to a
+number: averaging the two modes is what it is there to show (docs/sim.md).
+"""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dp_ros.cli import main
+from dp_ros.dataset.store import EpisodeStore
+
+pytestmark = pytest.mark.slow
+
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "train_sim_lowdim.yaml"
+DEMOS, EPISODES = 20, 20
+
+
+def _last_json(capsys, key):
+    out = capsys.readouterr().out
+    print(out)  # shown with -s, and in the report when the test fails
+    return json.loads(out.strip().splitlines()[-1])[key]
+
+
+def test_record_train_evaluate_lowdim(tmp_path, capsys):
+    data = tmp_path / "demos"
+    assert main(["sim", "record", "--dataset", str(data), "--episodes", str(DEMOS), "--seed", "11",
+                 "--no-images"]) == 0
+    record = _last_json(capsys, "sim_record")
+    saved = [r for r in record if r["saved"]]
+    assert len(saved) == DEMOS and {r["goal"] for r in saved} == {0, 1}
+    with EpisodeStore.open(data) as store:
+        assert store.camera_names == () and store.state_dims == {"targets": 6}
+
+    runs = {}
+    regression = tmp_path / "regression.yaml"
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["model"]["head"] = "regression"
+    regression.write_text(yaml.safe_dump(raw))
+    for name, config in (("diffusion", CONFIG), ("regression", regression)):
+        out = tmp_path / f"run_{name}"
+        assert main(["train", "--dataset", str(data), "--config", str(config), "--out", str(out),
+                     "--no-progress"]) == 0
+        capsys.readouterr()
+        assert main(["sim", "eval", "--model", str(out / "model"), "--episodes", str(EPISODES), "--seed", "99",
+                     "--label", name]) == 0
+        runs[name] = _last_json(capsys, "sim_eval")
+
+    for name, r in runs.items():
+        print(f"{name}: success {r['successes']}/{r['episodes']}, goals {r['goals']}")
+    diffusion = runs["diffusion"]
+    assert diffusion["episodes"] == EPISODES
+    assert diffusion["success_rate"] >= 0.9, diffusion
+    assert min(diffusion["goals"].values()) >= 3, diffusion  # both modes, not one learned side
+    assert runs["regression"]["episodes"] == EPISODES
