@@ -142,6 +142,7 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str):
             self.task: dict | None = None
             self.task_stamp = 0.0
             self.published = 0
+            self.inference_ms: list[float] = []
             self.label = ""
             self.create_subscription(String, "/sim_arm/task", self._on_task, 10)
             self.create_subscription(String, "/dp_policy/status", self._on_status, 10)
@@ -158,9 +159,11 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str):
                 self.task, self.task_stamp = json.loads(msg.data), time.monotonic()
 
         def _on_status(self, msg) -> None:
-            if json.loads(msg.data).get("state") == "published":
+            status = json.loads(msg.data)
+            if status.get("state") == "published":
                 with self._lock:
                     self.published += 1
+                    self.inference_ms.append(float(status["inference_ms"]))
 
         def enable(self, on: bool) -> None:
             res = self._call(self._enable, self._setbool.Request(data=on))
@@ -232,8 +235,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("dp_ros sim eval: --episodes must be >= 1")
     params = [Path(args.params) if args.params else package_file("config", "policy.yaml"),
               Path(args.sim_params) if args.sim_params else package_file("config", "sim.yaml")]
+    frames = _Frames(Path(args.video) if args.video else None, 30.0) if (args.video or args.strip) else None
     rclpy.init(args=["--ros-args", *[a for f in params for a in ("--params-file", str(f))]])
-    frames = _Frames(Path(args.video), 30.0) if (args.video or args.strip) else None
     nodes = []
     try:
         overrides = [Parameter("seed", value=args.seed)]
@@ -280,7 +283,14 @@ def run(args: argparse.Namespace) -> int:
         if frames is not None:
             frames.close()
     summary = summarize(results)
+    ms = evaluator.inference_ms
+    if ms:
+        summary["inference_ms"] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+                                   "chunks": len(ms), "backend": f"{policy.runner.backend_name}/{policy.runner.device}"}
     print(format_summary(summary, label))
+    if ms:
+        i = summary["inference_ms"]
+        print(f"inference ({i['backend']}): p50 {i['p50']:.1f} ms, p99 {i['p99']:.1f} ms over {i['chunks']} chunks")
     if frames is not None and args.video:
         print(f"video: {args.video}")
     if frames is not None and args.strip and frames.ends:
