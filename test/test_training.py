@@ -95,8 +95,8 @@ def test_bad_datasets_give_clear_errors(tmp_path):
     EpisodeStore.create(tmp_path / "empty", ["j1", "j2"], {}, 0.1).close()
     with pytest.raises(DatasetError, match="no episodes"):
         train(tmp_path / "empty", tmp_path / "r1", cfg, progress=False)
-    short = make_dataset(tmp_path / "short", episodes=2, length=5)
-    with pytest.raises(DatasetError, match="shorter than the horizon"):
+    short = make_dataset(tmp_path / "short", episodes=2, length=2)
+    with pytest.raises(DatasetError, match="too short for one training window"):
         train(short, tmp_path / "r2", cfg, progress=False)
     small = make_dataset(tmp_path / "small", episodes=2, length=12, camera=(20, 24))
     with pytest.raises(ValueError, match="too small|larger than the image"):

@@ -82,12 +82,16 @@ def check_dataset(store: EpisodeStore, cfg: PolicyConfig, exclude: Sequence[int]
         problems.append(f"the policy's dt {cfg.dt} s differs from the dataset's record period {store.dt} s: "
                         "train with the dataset's dt")
     lengths = _episode_lengths(store)
-    short = np.array([i for i in np.flatnonzero(lengths < cfg.horizon) if i not in set(exclude)], dtype=int)
+    # An episode shorter than T_p still gives windows (padded with its last action, as in
+    # the reference); one shorter than this gives none.
+    need = cfg.horizon - cfg.n_action_steps - cfg.n_obs_steps + 2
+    short = np.array([i for i in np.flatnonzero(lengths < need) if i not in set(exclude)], dtype=int)
     if short.size:
         listed = ", ".join(f"episode {i} ({lengths[i]} frames)" for i in short[:_MAX_LISTED])
         more = f" and {short.size - _MAX_LISTED} more" if short.size > _MAX_LISTED else ""
-        problems.append(f"{listed}{more} {'is' if short.size == 1 else 'are'} shorter than the horizon T_p = {cfg.horizon}: "
-                        "exclude them (training.exclude_episodes) or lower the horizon")
+        problems.append(f"{listed}{more} {'is' if short.size == 1 else 'are'} too short for one training window "
+                        f"(T_p - T_a - T_o + 2 = {need} frames): exclude {'it' if short.size == 1 else 'them'} "
+                        "(training.exclude_episodes) or lower the horizon")
     if problems:
         raise DatasetError(f"{store.path} cannot train this policy: " + "; ".join(problems))
 
