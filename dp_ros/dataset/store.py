@@ -193,16 +193,17 @@ class EpisodeWriter:
         if not isinstance(states, Mapping) or sorted(states) != sorted(store.state_dims):
             got = sorted(states) if isinstance(states, Mapping) else type(states).__name__
             raise DatasetError(f"states has keys {got}; the store records {sorted(store.state_dims)}")
-        vectors = [(k, v, store.joint_names) for k, v in (("joint_pos", joint_pos), ("action", action))]
-        vectors += [(k, states[k], [f"{k}[{i}]" for i in range(d)]) for k, d in store.state_dims.items()]
-        for key, value, names in vectors:
+        joints = f"one value per joint {list(store.joint_names)}"
+        vectors = [(k, v, store.joint_names, joints) for k, v in (("joint_pos", joint_pos), ("action", action))]
+        vectors += [(k, states[k], [f"{k}[{i}]" for i in range(d)], "its dimension")
+                    for k, d in store.state_dims.items()]
+        for key, value, names, what in vectors:
             try:
                 with np.errstate(over="ignore"):
                     x = np.asarray(value, dtype=np.float32)
             except (TypeError, ValueError):
                 raise DatasetError(f"{key} {value!r} is not an array of numbers") from None
             if x.shape != (len(names),):
-                what = f"one value per joint {list(names)}" if names is store.joint_names else "its dimension"
                 raise DatasetError(f"{key} has shape {x.shape}; expected ({len(names)},), {what}")
             bad = [names[i] for i in np.flatnonzero(~np.isfinite(x))]
             if bad:

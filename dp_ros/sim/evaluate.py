@@ -152,7 +152,6 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str):
             self._reset_sim = self.create_client(Trigger, "/sim_arm/reset")
             self._reset_policy = self.create_client(Trigger, "/dp_policy/reset")
             self._enable = self.create_client(SetBool, "/dp_policy/enable")
-            self._trigger, self._setbool, self._call = Trigger, SetBool, call_service
 
         def _on_task(self, msg) -> None:
             with self._lock:
@@ -166,13 +165,13 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str):
                     self.inference_ms.append(float(status["inference_ms"]))
 
         def enable(self, on: bool) -> None:
-            res = self._call(self._enable, self._setbool.Request(data=on))
+            res = call_service(self._enable, SetBool.Request(data=on))
             if not res.success:
                 raise RuntimeError(f"/dp_policy/enable {on}: {res.message}")
 
         def reset(self) -> None:
             for client in (self._reset_sim, self._reset_policy):
-                res = self._call(client, self._trigger.Request())
+                res = call_service(client, Trigger.Request())
                 if not res.success:
                     raise RuntimeError(f"{client.srv_name}: {res.message}")
 
@@ -221,12 +220,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from dp_ros.nodes.policy_node import PolicyNode
     from dp_ros.model.checkpoint import read_config
+    from dp_ros.nodes.common import InProcessNodes
+    from dp_ros.nodes.policy_node import PolicyNode
     from dp_ros.paths import package_file, share_dir
     from dp_ros.runtime.backends import resolve_model_path
     from dp_ros.sim.sim_node import SimArmNode
@@ -236,50 +234,35 @@ def run(args: argparse.Namespace) -> int:
     params = [Path(args.params) if args.params else package_file("config", "policy.yaml"),
               Path(args.sim_params) if args.sim_params else package_file("config", "sim.yaml")]
     frames = _Frames(Path(args.video) if args.video else None, 30.0) if (args.video or args.strip) else None
-    rclpy.init(args=["--ros-args", *[a for f in params for a in ("--params-file", str(f))]])
-    nodes = []
-    try:
-        overrides = [Parameter("seed", value=args.seed)]
-        if frames is not None:
-            overrides.append(Parameter("camera_rate", value=30.0))  # the camera is what gets saved
-        elif not read_config(resolve_model_path(args.model, share_dir()))[0].obs.cameras:
-            overrides.append(Parameter("camera_rate", value=0.0))  # nobody looks: save the rendering
-        sim = SimArmNode(parameter_overrides=overrides)
-        nodes.append(sim)
-        overrides = [Parameter("model_path", value=args.model), Parameter("enabled_on_start", value=False)]
-        if args.backend:
-            overrides.append(Parameter("backend", value=args.backend))
-        policy = PolicyNode(parameter_overrides=overrides)
-        nodes.append(policy)
-        evaluator = _make_eval_node(frames, f"/{sim.camera}/image_raw")
-        nodes.append(evaluator)
-    except Exception as exc:
-        for n in nodes:
-            n.destroy_node()
-        rclpy.try_shutdown()
-        print(f"dp_ros sim eval: cannot start: {exc}")
-        return 2
-    executor = SingleThreadedExecutor()
-    for n in nodes:
-        executor.add_node(n)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    label = args.label or str(policy.runner.path)
     results: list[EpisodeResult] = []
     try:
-        time.sleep(1.0)  # discovery, the first messages
-        settle = policy.cfg.n_obs_steps * policy.cfg.dt + 0.2
-        for i in range(args.episodes):
-            r = evaluator.episode(i, args.timeout, settle)
-            results.append(r)
-            outcome = f"touched the {GOALS[r.goal]} target" if r.success else "no success"
-            print(f"episode {i + 1}/{args.episodes}: {outcome} after {r.seconds:.1f} s ({r.chunks} chunks)",
-                  flush=True)
+        with InProcessNodes(params) as ros:
+            try:
+                overrides = [Parameter("seed", value=args.seed)]
+                if frames is not None:
+                    overrides.append(Parameter("camera_rate", value=30.0))  # the camera is what gets saved
+                elif not read_config(resolve_model_path(args.model, share_dir()))[0].obs.cameras:
+                    overrides.append(Parameter("camera_rate", value=0.0))  # nobody looks: save the rendering
+                sim = ros.add(SimArmNode(parameter_overrides=overrides))
+                overrides = [Parameter("model_path", value=args.model), Parameter("enabled_on_start", value=False)]
+                if args.backend:
+                    overrides.append(Parameter("backend", value=args.backend))
+                policy = ros.add(PolicyNode(parameter_overrides=overrides))
+                evaluator = ros.add(_make_eval_node(frames, f"/{sim.camera}/image_raw"))
+            except Exception as exc:
+                print(f"dp_ros sim eval: cannot start: {exc}")
+                return 2
+            ros.spin()
+            label = args.label or str(policy.runner.path)
+            time.sleep(1.0)  # discovery, the first messages
+            settle = policy.cfg.n_obs_steps * policy.cfg.dt + 0.2
+            for i in range(args.episodes):
+                r = evaluator.episode(i, args.timeout, settle)
+                results.append(r)
+                outcome = f"touched the {GOALS[r.goal]} target" if r.success else "no success"
+                print(f"episode {i + 1}/{args.episodes}: {outcome} after {r.seconds:.1f} s ({r.chunks} chunks)",
+                      flush=True)
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        for n in reversed(nodes):
-            n.destroy_node()
-        rclpy.try_shutdown()
         if frames is not None:
             frames.close()
     summary = summarize(results)

@@ -125,37 +125,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from dp_ros.nodes.common import InProcessNodes
     from dp_ros.nodes.teleop_recorder import TeleopRecorder
-    from dp_ros.sim.sim_node import SimArmNode
-
     from dp_ros.paths import package_file
+    from dp_ros.sim.sim_node import SimArmNode
 
     h, w = (int(x) for x in args.image_size.lower().split("x"))
     # The simulator's and the recorder's parameters come from config/sim.yaml, as with
     # ros2 launch dp_ros sim.launch.py mode:=record; the command line overrides a few.
-    rclpy.init(args=["--ros-args", "--params-file", str(package_file("config", "sim.yaml"))])
     size = [Parameter("image_height", value=h), Parameter("image_width", value=w)]
-    sim = SimArmNode(parameter_overrides=[Parameter("seed", value=args.seed), *size,
-                                          *([Parameter("camera_rate", value=0.0)] if args.no_images else [])])
-    rec = TeleopRecorder(parameter_overrides=[Parameter("dataset_path", value=args.dataset), *size,
-                                              *([Parameter("cameras", value=[""])] if args.no_images else [])])
-    expert = ExpertNode(seed=args.seed)
-    executor = SingleThreadedExecutor()
-    for n in (sim, rec, expert):
-        executor.add_node(n)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-    try:
+    with InProcessNodes([package_file("config", "sim.yaml")]) as ros:
+        ros.add(SimArmNode(parameter_overrides=[Parameter("seed", value=args.seed), *size,
+                                                *([Parameter("camera_rate", value=0.0)] if args.no_images else [])]))
+        ros.add(TeleopRecorder(parameter_overrides=[
+            Parameter("dataset_path", value=args.dataset), *size,
+            *([Parameter("cameras", value=[""])] if args.no_images else [])]))
+        expert = ros.add(ExpertNode(seed=args.seed))
+        ros.spin()
         summary = expert.record(args.episodes)
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        for n in (expert, rec, sim):
-            n.destroy_node()
-        rclpy.try_shutdown()
     saved = [s for s in summary if s["saved"]]
     left = sum(1 for s in saved if s["goal"] == 0)
     print(f"recorded {len(saved)} demonstrations into {args.dataset} ({left} left, {len(saved) - left} right; "

@@ -53,11 +53,12 @@ def check_dataset(store: EpisodeStore, cfg: PolicyConfig, exclude: Sequence[int]
     """Raise DatasetError naming every reason the dataset cannot train this policy
     (episodes in ``exclude`` are not used, so they are not checked)."""
     problems = []
+    exclude = set(exclude)
     bad = sorted(e for e in exclude if not 0 <= e < store.n_episodes)
     if bad:
         problems.append(f"exclude_episodes names {bad}, which the dataset (episodes 0..{store.n_episodes - 1}) "
                         "does not have")
-    if store.n_episodes - len(set(exclude)) <= 0:
+    if store.n_episodes - len(exclude) <= 0:
         problems.append("it has no episodes (after exclude_episodes): record demonstrations into it first")
     if tuple(cfg.joint_names) != store.joint_names:
         problems.append(f"the policy's joints {list(cfg.joint_names)} differ from the dataset's "
@@ -85,7 +86,7 @@ def check_dataset(store: EpisodeStore, cfg: PolicyConfig, exclude: Sequence[int]
     # An episode shorter than T_p still gives windows (padded with its last action, as in
     # the reference); one shorter than this gives none.
     need = cfg.horizon - cfg.n_action_steps - cfg.n_obs_steps + 2
-    short = np.array([i for i in np.flatnonzero(lengths < need) if i not in set(exclude)], dtype=int)
+    short = np.array([i for i in np.flatnonzero(lengths < need) if i not in exclude], dtype=int)
     if short.size:
         listed = ", ".join(f"episode {i} ({lengths[i]} frames)" for i in short[:_MAX_LISTED])
         more = f" and {short.size - _MAX_LISTED} more" if short.size > _MAX_LISTED else ""

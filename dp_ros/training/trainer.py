@@ -255,7 +255,8 @@ def train(dataset: str | Path, out: str | Path, config: str | Path | None = None
     store = EpisodeStore.open(dataset)
     cfg = policy_config_for(store, model_section)
     check_dataset(store, cfg, tc.exclude_episodes)
-    kept = [e for e in range(store.n_episodes) if e not in set(tc.exclude_episodes)]
+    excluded = set(tc.exclude_episodes)
+    kept = [e for e in range(store.n_episodes) if e not in excluded]
     train_idx, val_idx = split_episodes(len(kept), tc.val_ratio, tc.seed)
     train_eps, val_eps = [kept[i] for i in train_idx], [kept[i] for i in val_idx]
     if tc.exclude_episodes:
