@@ -7,48 +7,56 @@ import os
 import sys
 
 
-def build_parser() -> argparse.ArgumentParser:
+# group -> (help, [(command, help, module)]). A module has ``add_arguments(parser)`` and
+# ``run(args)``; only the module of the command being run is imported, so a command
+# does not need what the others import (ROS, zarr, rosbags) and starts quickly.
+COMMANDS = {
+    "bench": ("benchmarks that print their figures", [
+        ("model", "parameter counts and PyTorch chunk latency", "dp_ros.bench.model_bench"),
+        ("node", "the policy node's overhead under 2x640x480@30Hz + 500 Hz joints", "dp_ros.bench.node_bench"),
+        ("backends", "chunk latency and parity of every available backend", "dp_ros.bench.backend_bench"),
+        ("recorder", "dropped ticks, CPU and bytes/s of the recorder under camera load",
+         "dp_ros.bench.recorder_bench"),
+        ("train", "training throughput and data-loader headroom", "dp_ros.bench.train_bench"),
+    ]),
+    "dataset": ("inspect, view and import demonstration datasets", [
+        ("info", "episodes, lengths, rates and statistics of a dataset", "dp_ros.dataset.cli:info"),
+        ("view", "a PNG contact sheet (or MP4) of an episode with joint plots", "dp_ros.dataset.cli:view"),
+        ("import-bag", "import a rosbag2 recording (sqlite3 or MCAP) as an episode", "dp_ros.dataset.bag_import"),
+    ]),
+    "sim": ("the simulated arm", [
+        ("record", "record scripted demonstrations through the recorder", "dp_ros.sim.expert_node"),
+        ("eval", "run a policy closed-loop in the simulator: success rate and goals chosen",
+         "dp_ros.sim.evaluate"),
+    ]),
+}
+
+
+def _command_functions(target: str):
+    """``module`` -> (add_arguments, run); ``module:name`` -> (add_<name>_arguments, run_<name>)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    mod = importlib.import_module(module)
+    if name:
+        return getattr(mod, f"add_{name}_arguments"), getattr(mod, f"run_{name}")
+    return mod.add_arguments, mod.run
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dp_ros", description="Diffusion Policy for ROS 2 arms.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from dp_ros.bench import backend_bench, model_bench, node_bench, recorder_bench, train_bench
-    from dp_ros.dataset import bag_import, cli as dataset_cli
-    from dp_ros.sim import evaluate, expert_node
-
-    # group -> (help, [(command, help, add_arguments, run)])
-    groups = {
-        "bench": ("benchmarks that print their figures", [
-            ("model", "parameter counts and PyTorch chunk latency", model_bench.add_arguments, model_bench.run),
-            ("node", "the policy node's overhead under 2x640x480@30Hz + 500 Hz joints",
-             node_bench.add_arguments, node_bench.run),
-            ("backends", "chunk latency and parity of every available backend",
-             backend_bench.add_arguments, backend_bench.run),
-            ("recorder", "dropped ticks, CPU and bytes/s of the recorder under camera load",
-             recorder_bench.add_arguments, recorder_bench.run),
-            ("train", "training throughput and data-loader headroom", train_bench.add_arguments, train_bench.run),
-        ]),
-        "dataset": ("inspect, view and import demonstration datasets", [
-            ("info", "episodes, lengths, rates and statistics of a dataset",
-             dataset_cli.add_info_arguments, dataset_cli.run_info),
-            ("view", "a PNG contact sheet (or MP4) of an episode with joint plots",
-             dataset_cli.add_view_arguments, dataset_cli.run_view),
-            ("import-bag", "import a rosbag2 recording (sqlite3 or MCAP) as an episode",
-             bag_import.add_arguments, bag_import.run),
-        ]),
-        "sim": ("the simulated arm", [
-            ("record", "record scripted demonstrations through the recorder",
-             expert_node.add_arguments, expert_node.run),
-            ("eval", "run a policy closed-loop in the simulator: success rate and goals chosen",
-             evaluate.add_arguments, evaluate.run),
-        ]),
-    }
-    for group, (group_help, commands) in groups.items():
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")][:2]
+    for group, (group_help, commands) in COMMANDS.items():
         group_sub = sub.add_parser(group, help=group_help).add_subparsers(dest=group, required=True)
-        for name, help_text, add_arguments, run in commands:
+        for name, help_text, target in commands:
             p = group_sub.add_parser(name, help=help_text)
-            add_arguments(p)
-            p.set_defaults(func=run)
+            if words == [group, name]:
+                add_arguments, run = _command_functions(target)
+                add_arguments(p)
+                p.set_defaults(func=run)
 
     p = sub.add_parser("train", help="train a policy on a recorded dataset")
     p.add_argument("--dataset", required=True, help="dataset directory (zarr)")
@@ -109,7 +117,7 @@ def _compile(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     # Our own messages at INFO (DEBUG with -v); libraries (the ONNX exporter narrates a
     # lot) only from WARNING up.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

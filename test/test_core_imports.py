@@ -27,3 +27,19 @@ def test_model_imports_without_rclpy():
 
 def test_core_imports_neither_torch_nor_rclpy():
     subprocess.run([sys.executable, "-c", CORE_ONLY], check=True)
+
+
+CLI_LAZY = """
+import sys
+for name in ('rclpy', 'zarr', 'rosbags', 'cv2'):
+    sys.modules[name] = None  # importing any of them now raises ImportError
+from dp_ros.cli import build_parser
+args = build_parser(['bench', 'backends', '--chunks', '3']).parse_args(['bench', 'backends', '--chunks', '3'])
+assert args.chunks == 3 and args.func.__module__ == 'dp_ros.bench.backend_bench'
+build_parser(['export', 'x']).parse_args(['export', 'x'])
+"""
+
+
+def test_cli_imports_only_the_command_it_runs():
+    # An inference box (or the GPU machine) runs bench and export without ROS, zarr or rosbags.
+    subprocess.run([sys.executable, "-c", CLI_LAZY], check=True)
