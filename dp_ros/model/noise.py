@@ -81,15 +81,25 @@ class DDIMPlan:
             prediction_type=self.prediction_type,
         )
 
+    def coefficients(self, i: int) -> tuple[torch.Tensor, ...]:
+        """Step i's four constants (0-d tensors), in ``ddim_update``'s order."""
+        return self.sqrt_abar[i], self.sqrt_one_minus[i], self.sqrt_abar_prev[i], self.sqrt_one_minus_prev[i]
+
     def step(self, i: int, x: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
         """One update from timestep ``timesteps[i]`` to the next (or to x_0 at the end)."""
-        if self.prediction_type == "epsilon":
-            eps = model_out
-            x0 = ((x - self.sqrt_one_minus[i] * eps) / self.sqrt_abar[i]).clamp(-1.0, 1.0)
-        else:
-            x0 = model_out.clamp(-1.0, 1.0)
-            eps = (x - self.sqrt_abar[i] * x0) / self.sqrt_one_minus[i]
-        return self.sqrt_abar_prev[i] * x0 + self.sqrt_one_minus_prev[i] * eps
+        return ddim_update(x, model_out, *self.coefficients(i), self.prediction_type)
+
+
+def ddim_update(x: torch.Tensor, model_out: torch.Tensor, sqrt_abar: torch.Tensor, sqrt_one_minus: torch.Tensor,
+                sqrt_abar_prev: torch.Tensor, sqrt_one_minus_prev: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The DDIM update with one step's constants (see ``DDIMPlan``)."""
+    if prediction_type == "epsilon":
+        eps = model_out
+        x0 = ((x - sqrt_one_minus * eps) / sqrt_abar).clamp(-1.0, 1.0)
+    else:
+        x0 = model_out.clamp(-1.0, 1.0)
+        eps = (x - sqrt_abar * x0) / sqrt_one_minus
+    return sqrt_abar_prev * x0 + sqrt_one_minus_prev * eps
 
 
 def ddim_plan(cfg: NoiseConfig, num_inference_steps: int | None = None) -> DDIMPlan:

@@ -61,7 +61,7 @@ class ObsEncoder(nn.Module):
         for key in self.cfg.obs.lowdim:
             x = obs[key.name].float()
             feats.append(x * getattr(self, f"scale_{key.name}") + getattr(self, f"offset_{key.name}"))
-        return torch.cat(feats, dim=-1)
+        return torch.cat([f.to(feats[0].dtype) for f in feats], dim=-1)  # the image features' dtype
 
 
 class _PolicyBase(nn.Module):

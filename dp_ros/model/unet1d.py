@@ -67,9 +67,15 @@ class ConditionalResidualBlock1D(nn.Module):
         self.cond_encoder = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out), Unsqueeze())
         self.residual_conv = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def film(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, cond_dim) -> (B, 2, C_out, 1): the FiLM scale and bias."""
+        return self.cond_encoder(cond).reshape(cond.shape[0], 2, self.c_out, 1)  # (B, 2*C_out, 1) -> (B, 2, C_out, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None,
+                film: torch.Tensor | None = None) -> torch.Tensor:
+        """``film`` (from ``self.film``) may be given instead of ``cond``."""
+        film = self.film(cond) if film is None else film
         h = self.blocks[0](x)  # (B, C_in, T) -> (B, C_out, T)
-        film = self.cond_encoder(cond).reshape(x.shape[0], 2, self.c_out, 1)  # (B, 2*C_out, 1) -> (B, 2, C_out, 1)
         h = film[:, 0] * h + film[:, 1]
         h = self.blocks[1](h)
         return h + self.residual_conv(x)
@@ -109,18 +115,33 @@ class ConditionalUnet1D(nn.Module):
         start = cfg.down_dims[0]
         self.final_conv = nn.Sequential(Conv1dBlock(start, start, k, g), nn.Conv1d(start, action_dim, 1))
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
-        x = sample.transpose(1, 2)  # (B, T_p, A) -> (B, A, T_p)
+    def res_blocks(self) -> list[ConditionalResidualBlock1D]:
+        """The residual blocks in the order ``forward`` runs them."""
+        return ([b for m in self.down_modules for b in m[:2]] + list(self.mid_modules)
+                + [b for m in self.up_modules for b in m[:2]])
+
+    def films(self, timestep: torch.Tensor, global_cond: torch.Tensor) -> list[torch.Tensor]:
+        """(B,) steps, (B, G) conditioning -> every block's FiLM (B, 2, C, 1), in block order.
+
+        The conditioning path depends only on the step and the observation, so an
+        inference backend can compute it for all K steps of a chunk in one batch."""
         cond = torch.cat([self.diffusion_step_encoder(timestep), global_cond], dim=-1)  # (B, dsed + G)
+        return [block.film(cond) for block in self.res_blocks()]
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | None, global_cond: torch.Tensor | None,
+                films: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``films`` (from ``self.films``) may be given instead of the step and conditioning."""
+        films = iter(self.films(timestep, global_cond) if films is None else films)
+        x = sample.transpose(1, 2)  # (B, T_p, A) -> (B, A, T_p)
         skips = []
         for res1, res2, down in self.down_modules:
-            x = res2(res1(x, cond), cond)
+            x = res2(res1(x, film=next(films)), film=next(films))
             skips.append(x)
             x = down(x)
         for res in self.mid_modules:
-            x = res(x, cond)
+            x = res(x, film=next(films))
         for res1, res2, up in self.up_modules:
             x = torch.cat([x, skips.pop()], dim=1)  # (B, C, T) -> (B, 2C, T)
-            x = up(res2(res1(x, cond), cond))
+            x = up(res2(res1(x, film=next(films)), film=next(films)))
         x = self.final_conv(x)
         return x.transpose(1, 2)  # (B, A, T_p) -> (B, T_p, A)

@@ -142,13 +142,18 @@ class CameraEncoders(nn.Module):
                 {c.name: ImageEncoder(c.crop_height, c.crop_width, cfg) for c in cameras}
             )
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
     def forward(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
         feats = []
         for cam in self.cameras:
             x = images[cam.name]
             b, t = x.shape[:2]
             x = x.reshape(b * t, *x.shape[2:])  # (B, T, H, W, 3) -> (B*T, H, W, 3)
-            x = x.permute(0, 3, 1, 2).float() / 255.0  # (B*T, H, W, 3) -> (B*T, 3, H, W) in [0, 1]
+            # (B*T, H, W, 3) -> (B*T, 3, H, W) in [0, 1], in the encoder's dtype (float16 on a GPU backend)
+            x = x.permute(0, 3, 1, 2).to(self.dtype) / 255.0
             x = crop_images(x, cam.crop_height, cam.crop_width, random=self.training)
             enc = self.encoders["shared" if "shared" in self.encoders else cam.name]
             feats.append(enc(x).reshape(b, t, -1))  # (B*T, F) -> (B, T, F)
