@@ -85,6 +85,25 @@ def test_auto_and_explicit_backend_choice(tmp_path):
             load_runner(ckpt, "pytorch", "cuda")
 
 
+def test_backend_options_apply_only_where_the_backend_takes_them(tmp_path, caplog):
+    import logging
+
+    ckpt = _ckpt(tmp_path)
+    with caplog.at_level(logging.INFO, logger="dp_ros.runtime.backends"):
+        runner = load_runner(ckpt, "onnxruntime", "cpu", compile=True)
+    assert runner.backend_name == "onnxruntime"
+    assert "option compile=True does not apply to backend onnxruntime; ignored" in caplog.text
+
+
+def test_compile_option_values():
+    from dp_ros.runtime.backends import compile_option
+
+    assert [compile_option(v) for v in ("auto", "true", "false", True, False, " Auto ")] == [
+        None, True, False, True, False, None]
+    with pytest.raises(ValueError, match="torch_compile must be auto, true or false, not 'yes'"):
+        compile_option("yes")
+
+
 def test_regression_checkpoints_run_on_pytorch_only(tmp_path):
     import dataclasses
 
@@ -146,20 +165,39 @@ def _gpu_backend_reason(name):
     return BACKENDS[name][0]("cuda")
 
 
-@pytest.mark.parametrize("name,tol", [("cuda_graph", FP16_TOL), ("tensorrt", FP16_TOL), ("pytorch", FP32_TOL)])
-def test_gpu_backend_parity(tmp_path, name, tol):
+GPU_CASES = [  # (backend, constructor options, tolerance)
+    ("cuda_graph", {"compile": False}, FP16_TOL),
+    ("cuda_graph", {"compile": True}, FP16_TOL),
+    ("cuda_graph", {"half": False, "compile": False}, FP32_TOL),
+    ("tensorrt", {}, FP16_TOL),
+    ("pytorch", {}, FP32_TOL),
+]
+
+
+@pytest.mark.parametrize("name,options,tol", GPU_CASES, ids=lambda v: str(v) if not isinstance(v, float) else "")
+@pytest.mark.parametrize("denoiser,prediction", [("unet", "epsilon"), ("transformer", "epsilon"), ("unet", "sample")])
+def test_gpu_backend_parity(tmp_path, name, options, tol, denoiser, prediction):
     why = _gpu_backend_reason(name)
+    if why is None and options.get("compile"):
+        from dp_ros.runtime.cuda_graph_backend import compile_unavailable
+
+        why = compile_unavailable()
     if why:
         pytest.skip(f"{name} on cuda: {why}")
-    ckpt = _ckpt(tmp_path)
-    runner = load_runner(ckpt, name, "cuda")
+    ckpt = _ckpt(tmp_path, denoiser, prediction)
+    runner = load_runner(ckpt, name, "cuda", **options)
     obs = window(runner.config)
     noise = np.random.default_rng(2).standard_normal((8, J)).astype(np.float32)
     for steps in (1, 10):
         got = runner.predict(obs, steps, noise).actions
-        assert np.max(np.abs(got - _reference(ckpt, obs, noise, steps))) < tol
+        diff = np.max(np.abs(got - _reference(ckpt, obs, noise, steps)))
+        assert diff < tol, (steps, diff)
     # Replays are deterministic for a given noise.
     assert np.array_equal(runner.predict(obs, 10, noise).actions, runner.predict(obs, 10, noise).actions)
+    # A new observation and new noise change the chunk (the static buffers are really re-read).
+    other = window(runner.config, np.random.default_rng(5))
+    assert not np.allclose(runner.predict(other, 10, noise).actions, got)
+    assert not np.allclose(runner.predict(obs, 10, noise[::-1].copy()).actions, got)
 
 
 def test_tensorrt_fp32_parity(tmp_path):
@@ -173,3 +211,31 @@ def test_tensorrt_fp32_parity(tmp_path):
     obs = window(load_checkpoint(ckpt).config)
     noise = np.random.default_rng(3).standard_normal((8, J)).astype(np.float32)
     assert np.max(np.abs(backend.predict(obs, 10, noise) - _reference(ckpt, obs, noise, 10))) < 1e-3
+
+
+def test_unet_films_for_all_steps_match_the_plain_forward():
+    """The GPU backend computes every block's FiLM for all K steps in one batch."""
+    from dp_ros.model.unet1d import ConditionalUnet1D
+    from dp_ros.model.config import UNetConfig
+
+    torch.manual_seed(0)
+    unet = ConditionalUnet1D(3, 10, UNetConfig(down_dims=(16, 32, 64), step_embed_dim=16)).eval()
+    steps = torch.tensor([90, 50, 10])
+    cond = torch.randn(1, 10)
+    x = torch.randn(1, 8, 3)
+    with torch.no_grad():
+        films = unet.films(steps, cond.expand(3, -1))
+        assert len(films) == len(unet.res_blocks()) == 12  # 3 down x 2, 2 mid, 2 up x 2
+        for i, k in enumerate(steps):
+            plain = unet(x, k.expand(1), cond)
+            given = unet(x, None, None, films=[f[i:i + 1] for f in films])
+            assert torch.allclose(plain, given, atol=1e-6)
+
+
+def test_pytorch_backend_uses_plain_fp32_and_restores_the_flags():
+    from dp_ros.runtime.backends import ieee_fp32
+
+    torch.backends.cudnn.allow_tf32 = True
+    with ieee_fp32():
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.allow_tf32

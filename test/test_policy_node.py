@@ -304,6 +304,13 @@ def test_startup_errors_are_clear(ros, checkpoint, tmp_path):
         PolicyNode(context=ros, parameter_overrides=params(model_path=str(tmp_path / "missing")))
     with pytest.raises(ValueError, match="does not match the checkpoint"):
         PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), dt=0.05))
+    with pytest.raises(ValueError, match="torch_compile must be auto, true or false, not 'maybe'"):
+        PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), torch_compile="maybe"))
+    # YAML's true/false arrive as booleans; on a backend without the option it is ignored.
+    node = PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), backend="pytorch",
+                                                              device="cpu", torch_compile=False))
+    assert node.runner.backend_name == "pytorch"
+    node.destroy_node()
     with pytest.raises(Exception, match="backend 'pytorch' is unavailable|no CUDA"):
         if __import__("torch").cuda.is_available():
             pytest.skip("a CUDA device is present")

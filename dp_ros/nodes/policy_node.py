@@ -39,7 +39,7 @@ from dp_ros.nodes.common import (
     stamp_to_sec,
 )
 from dp_ros.paths import share_dir
-from dp_ros.runtime.backends import load_runner, resolve_model_path
+from dp_ros.runtime.backends import compile_option, load_runner, resolve_model_path
 from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
 
 NODE_NAME = "dp_policy"
@@ -70,10 +70,16 @@ class PolicyNode(Node):
             "inference backend: auto, tensorrt, cuda_graph, onnxruntime or pytorch", read_only=True)).value
         device = self.declare_parameter("device", "auto", describe(
             "torch device: auto, cpu, cuda or cuda:N", read_only=True)).value
+        compile_descriptor = describe(
+            "cuda_graph backend: compile the networks with torch.compile before capture: auto (where Triton "
+            "is installed), true or false", read_only=True)
+        compile_descriptor.dynamic_typing = True  # YAML true/false and the string auto
+        torch_compile = compile_option(self.declare_parameter("torch_compile", "auto", compile_descriptor).value)
         if not model_path:
             raise ValueError("parameter model_path is empty: set it to a checkpoint directory")
         path = resolve_model_path(model_path, share_dir())
-        self.runner = load_runner(path, backend, device)
+        options = {} if torch_compile is None else {"compile": torch_compile}  # None: the backend's default
+        self.runner = load_runner(path, backend, device, **options)
         cfg = self.cfg = self.runner.config
         warm = self.runner.warm_up()
         log.info(f"loaded {path} on {self.runner.backend_name}/{self.runner.device}: "

@@ -18,6 +18,7 @@ runs on `pytorch` only.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -43,8 +44,20 @@ class Prediction:
     seconds: float  # wall time of the inference
 
 
+@contextlib.contextmanager
+def ieee_fp32():
+    """Plain float32 on CUDA: no TF32 in cuDNN convolutions (on by default in PyTorch
+    from Ampere on, about 1e-3 off in the actions) or in matrix products."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 class TorchBackend:
-    """Eager PyTorch; the reference every other backend is held against."""
+    """Eager PyTorch in plain float32; the reference every other backend is held against."""
 
     name = "pytorch"
 
@@ -54,7 +67,8 @@ class TorchBackend:
 
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
                 noise: np.ndarray | None = None) -> np.ndarray:
-        return self.policy.predict_chunk(obs_window, noise=noise, num_inference_steps=num_inference_steps)
+        with ieee_fp32():
+            return self.policy.predict_chunk(obs_window, noise=noise, num_inference_steps=num_inference_steps)
 
 
 def _torch_available(device: str) -> str | None:
@@ -68,10 +82,14 @@ def _torch_available(device: str) -> str | None:
 
 
 def _lazy(module: str, attr: str) -> Callable[..., object]:
-    def get(*args, **kwargs):
+    def resolve():
         import importlib
 
-        return getattr(importlib.import_module(f"dp_ros.runtime.{module}"), attr)(*args, **kwargs)
+        return getattr(importlib.import_module(f"dp_ros.runtime.{module}"), attr)
+
+    def get(*args, **kwargs):
+        return resolve()(*args, **kwargs)
+    get.resolve = resolve
     return get
 
 
@@ -83,6 +101,16 @@ BACKENDS: dict[str, tuple[Callable[[str], str | None], Callable[..., object]]] =
     "pytorch": (_torch_available, TorchBackend),
 }
 AUTO_ORDER = ("tensorrt", "cuda_graph", "onnxruntime", "pytorch")
+
+
+def compile_option(value) -> bool | None:
+    """The ``torch_compile`` setting: True or "true", False or "false", "auto" (None:
+    compile where Triton is installed)."""
+    text = str(value).strip().lower()
+    choices = {"auto": None, "true": True, "false": False}
+    if text not in choices:
+        raise ValueError(f"torch_compile must be auto, true or false, not {value!r}")
+    return choices[text]
 
 
 def resolve_device(device: str) -> str:
@@ -136,8 +164,19 @@ def _unavailable(name: str, device: str, head: str) -> str | None:
     return BACKENDS[name][0](device)
 
 
-def load_runner(model_path: str | Path, backend: str = "auto", device: str = "auto") -> PolicyRunner:
-    """Load a checkpoint onto the requested backend and device, or raise saying why not."""
+def _constructor_options(backend: str) -> set[str]:
+    """The keyword options a backend's constructor takes beyond (policy, device, checkpoint)."""
+    import inspect
+
+    ctor = BACKENDS[backend][1]
+    cls = ctor.resolve() if hasattr(ctor, "resolve") else ctor
+    return set(list(inspect.signature(cls.__init__).parameters)[4:])
+
+
+def load_runner(model_path: str | Path, backend: str = "auto", device: str = "auto", **options) -> PolicyRunner:
+    """Load a checkpoint onto the requested backend and device, or raise saying why not.
+    ``options`` go to the backend's constructor (``compile`` for cuda_graph, ``precision``
+    for tensorrt)."""
     from dp_ros.model.checkpoint import read_config
 
     path = Path(model_path)
@@ -156,6 +195,9 @@ def load_runner(model_path: str | Path, backend: str = "auto", device: str = "au
     why = _unavailable(backend, device, head)
     if why:
         raise BackendUnavailable(f"backend {backend!r} is unavailable on {device}: {why}")
+    accepted = _constructor_options(backend)
+    for key in [k for k in options if k not in accepted]:
+        log.info("option %s=%r does not apply to backend %s; ignored", key, options.pop(key), backend)
     policy = load_checkpoint(path)
-    impl = BACKENDS[backend][1](policy, device, path)
+    impl = BACKENDS[backend][1](policy, device, path, **options)
     return PolicyRunner(policy.config, impl, backend, device, path)

@@ -2,18 +2,37 @@
 
 The encoder and every DDIM step are captured once per step count into a CUDA graph
 over static input and output buffers; a chunk is: copy the observation and the
-initial noise into the static buffers, replay, copy the actions out. The networks
-run in float16 under autocast (GroupNorm, softmax and the DDIM arithmetic stay in
-float32), which the parity test holds to the FP16 tolerance.
+initial noise into the static buffers, replay, copy the actions out.
+
+What makes it fast at batch 1 (each step measured on an H100, docs/backends.md):
+
+- float16 (``half=True``, the default): the image encoders and the U-Net's trunk hold
+  float16 weights (GroupNorm accumulates in float32). The U-Net's conditioning path
+  (step embedding and every block's FiLM layer) stays float32 and runs once per chunk
+  for all K steps as one batch, since it depends only on the step and the
+  observation. The DDIM arithmetic is float32.
+- the U-Net's convolutions as matrix products (``matmul_conv``): cuDNN transposed the
+  weights on every call, half of the GPU time; the image encoders in channels-last.
+- ``compile`` (default: where Triton is installed): ``torch.compile`` fuses each
+  GroupNorm with its Mish and FiLM and each DDIM update into the step before capture.
+
+The transformer denoiser runs under float16 autocast. ``half=False`` runs plain
+float32 (no TF32). The parity tests hold the results to the FP16 and FP32 tolerances.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import torch
+
+from dp_ros.model.noise import ddim_update
+from dp_ros.runtime.backends import BackendUnavailable, ieee_fp32
+from dp_ros.runtime.matmul_conv import use_matmul_convs
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +45,45 @@ def unavailable(device: str) -> str | None:
     return None
 
 
+def compile_unavailable() -> str | None:
+    """Why torch.compile cannot generate GPU kernels here, or None."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "torch.compile needs Triton for CUDA kernels, and it is not installed"
+    return None
+
+
 class CudaGraphBackend:
     name = "cuda_graph"
 
-    def __init__(self, policy, device: str, checkpoint: str | Path | None = None, half: bool = True):
+    def __init__(self, policy, device: str, checkpoint: str | Path | None = None, half: bool = True,
+                 compile: bool | None = None):
+        """``compile``: True, False, or None to compile when Triton is importable (logged)."""
         self.device = torch.device(device)
         self.policy = policy.to(self.device).eval()
         self.config = cfg = policy.config
         self.half = half
+        self.film = cfg.denoiser == "unet"  # FiLM for all steps at once, float16 weights
+        self._dtype = torch.float16 if half else torch.float32
+        if self.film:
+            if half:
+                self._to_half()
+            use_matmul_convs(self.policy.denoiser)
+        if self.policy.obs_encoder.cameras is not None:
+            self.policy.obs_encoder.cameras.to(memory_format=torch.channels_last)  # cuDNN's NHWC kernels
+        self._encode, self._denoiser, self._step = self.policy.encode, self.policy.denoiser, self._film_step
+        why = compile_unavailable()
+        if compile is None:
+            compile = why is None
+            log.info("cuda_graph: %s", "compiling with torch.compile" if compile else f"not compiling: {why}")
+        if compile:
+            if why:
+                raise BackendUnavailable(f"compile requested, but {why}")
+            self._encode = torch.compile(self.policy.encode, dynamic=False)
+            self._denoiser = torch.compile(self.policy.denoiser, dynamic=False)
+            self._step = torch.compile(self._film_step, dynamic=False)
+        self.compiled = compile
         self._static = {c.name: torch.zeros(1, cfg.n_obs_steps, c.height, c.width, 3, dtype=torch.uint8,
                                             device=self.device) for c in cfg.obs.cameras}
         self._static.update({k.name: torch.zeros(1, cfg.n_obs_steps, k.dim, device=self.device)
@@ -42,31 +92,60 @@ class CudaGraphBackend:
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._host_out = torch.zeros(cfg.horizon, cfg.action_dim, pin_memory=True)
 
-    @torch.inference_mode()
+    def _to_half(self) -> None:
+        """Image encoders and the U-Net trunk to float16; the conditioning path stays float32."""
+        if self.policy.obs_encoder.cameras is not None:
+            self.policy.obs_encoder.cameras.half()
+        unet = self.policy.denoiser
+        unet.half()
+        unet.diffusion_step_encoder.float()
+        for block in unet.res_blocks():
+            block.cond_encoder.float()
+
+    def _film_step(self, x: torch.Tensor, films: list[torch.Tensor], coefficients: tuple[torch.Tensor, ...],
+                   prediction_type: str) -> torch.Tensor:
+        """One DDIM step of the U-Net with its FiLM given; x and the result in float32."""
+        out = self.policy.denoiser(x.to(self._dtype), None, None, films=films)
+        return ddim_update(x, out.float(), *coefficients, prediction_type)
+
     def _chunk(self, steps: int) -> torch.Tensor:
         plan = self.policy.plan(steps)
+        if self.film:
+            cond = self._encode(self._static).float()
+            k = plan.num_steps
+            films = [f.to(self._dtype) for f in self.policy.denoiser.films(plan.timesteps, cond.expand(k, -1))]
+            x = self._noise
+            for i in range(k):
+                x = self._step(x, [f[i:i + 1] for f in films], plan.coefficients(i), plan.prediction_type)
+            return self.policy.unnormalize_action(x)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half, cache_enabled=False):
-            cond = self.policy.encode(self._static)
+            cond = self._encode(self._static)
             x = self._noise
             for i in range(plan.num_steps):
-                out = self.policy.denoiser(x, plan.timesteps[i].expand(1), cond)
+                out = self._denoiser(x, plan.timesteps[i].expand(1), cond)
                 x = plan.step(i, x, out.float())
         return self.policy.unnormalize_action(x)
 
     def _graph(self, steps: int):
         if steps not in self._graphs:
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(3):  # warm-up outside the graph (cuDNN autotuning, allocator)
-                    self._chunk(steps)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self._chunk(steps)
-            self._graphs[steps] = (graph, out)
-            log.info("captured a CUDA graph for %d DDIM steps", steps)
+            with ieee_fp32() if not self.half else contextlib.nullcontext():
+                self._capture(steps)
         return self._graphs[steps]
+
+    def _capture(self, steps: int) -> None:
+        t0 = time.perf_counter()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up outside the graph (compilation, cuDNN autotuning, allocator)
+                self._chunk(steps)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._chunk(steps)
+        self._graphs[steps] = (graph, out)
+        log.info("captured a CUDA graph for %d DDIM steps in %.1f s%s", steps, time.perf_counter() - t0,
+                 " (including torch.compile)" if self.compiled else "")
 
     @torch.inference_mode()
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
