@@ -22,6 +22,18 @@ import torch
 from dp_ros.model import build_policy, save_checkpoint
 from dp_ros.model.presets import PRESETS, example_window, placeholder_normalizer, with_denoiser
 from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, load_runner
+from dp_ros.runtime.cuda_graph_backend import compile_unavailable
+
+
+# label -> (backend, constructor options); the rows of the table, fastest first
+VARIANTS = {
+    "tensorrt": ("tensorrt", {}),
+    "tensorrt_fp32": ("tensorrt", {"precision": "fp32"}),
+    "cuda_graph+compile": ("cuda_graph", {"compile": True}),
+    "cuda_graph": ("cuda_graph", {"compile": False}),
+    "onnxruntime": ("onnxruntime", {}),
+    "pytorch": ("pytorch", {}),
+}
 
 
 def _times(runner, obs, noise, steps, n, warmup):
@@ -39,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", choices=[*PRESETS, "all"], default="all")
     p.add_argument("--denoiser", choices=["unet", "transformer"], default="unet")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when present)")
-    p.add_argument("--backends", default="all", help="comma-separated names, or all available")
+    p.add_argument("--backends", default="all",
+                   help=f"comma-separated, from {', '.join(VARIANTS)}; or all (every one available)")
     p.add_argument("--chunks", type=int, default=None, help="timed chunks per figure (default 200 GPU, 50 CPU)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--compare-unrolled", action="store_true",
@@ -101,7 +114,7 @@ def _unrolled(ckpt, cfg, obs, noise, device, n, warmup):
 
 def run(args: argparse.Namespace) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    names = list(BACKENDS) if args.backends == "all" else args.backends.split(",")
+    names = list(VARIANTS) if args.backends == "all" else args.backends.split(",")
     n = args.chunks or (200 if device.startswith("cuda") else 50)
     configs = list(PRESETS) if args.config == "all" else [args.config]
     rows, skipped, unrolled = [], {}, {}
@@ -116,12 +129,18 @@ def run(args: argparse.Namespace) -> int:
             k = cfg.noise.num_inference_steps
             ref = None
             for name in names:
-                why = BACKENDS[name][0](device) if name in BACKENDS else f"unknown backend {name!r}"
+                backend, options = VARIANTS.get(name, (name, {}))
+                why = BACKENDS[backend][0](device) if backend in BACKENDS else f"unknown backend {name!r}"
+                if why is None and options.get("compile"):
+                    why = compile_unavailable()
                 if why:
                     skipped[name] = why
                     continue
                 try:
-                    runner = load_runner(ckpt, name, device)
+                    t0 = time.perf_counter()
+                    runner = load_runner(ckpt, backend, device, **options)
+                    runner.backend.predict(obs, k, noise)  # builds, compiles, captures
+                    ready_s = time.perf_counter() - t0
                 except BackendUnavailable as exc:
                     skipped[name] = str(exc)
                     continue
@@ -134,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
                     "config": cfg_name, "backend": name, "device": device, "chunks": n, "ddim_steps": k,
                     "encoder_ms": round(p50_1 - step, 3), "step_ms": round(step, 3),
                     "chunk_p50_ms": round(p50_k, 3), "chunk_p99_ms": round(float(np.percentile(t_k, 99)), 3),
+                    "ready_s": round(ready_s, 1),
                 }
                 if name == "pytorch":
                     ref = (out, p50_k)
@@ -156,15 +176,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     print(f"dp_ros bench backends  {env}")
-    head = (f"{'config':<11} {'backend':<12} {'device':<6} {'encoder':>9} {'per step':>9} {'chunk p50':>10} "
-            f"{'chunk p99':>10} {'speedup':>8} {'max diff':>9}")
+    head = (f"{'config':<11} {'backend':<18} {'device':<6} {'encoder':>9} {'per step':>9} {'chunk p50':>10} "
+            f"{'chunk p99':>10} {'speedup':>8} {'max diff':>9} {'ready':>7}")
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r['config']:<11} {r['backend']:<12} {r['device']:<6} {r['encoder_ms']:>9.2f} {r['step_ms']:>9.3f} "
+        print(f"{r['config']:<11} {r['backend']:<18} {r['device']:<6} {r['encoder_ms']:>9.2f} {r['step_ms']:>9.3f} "
               f"{r['chunk_p50_ms']:>10.2f} {r['chunk_p99_ms']:>10.2f} "
-              f"{r.get('speedup_vs_pytorch_fp32', float('nan')):>7.2f}x {r.get('max_abs_diff_vs_pytorch', float('nan')):>9.2e}")
-    print(f"ms, over {n} chunks after {args.warmup} warm-up; max diff: joint units, same noise, vs pytorch fp32")
+              f"{r.get('speedup_vs_pytorch_fp32', float('nan')):>7.2f}x "
+              f"{r.get('max_abs_diff_vs_pytorch', float('nan')):>9.2e} {r['ready_s']:>6.1f}s")
+    print(f"ms, over {n} chunks after {args.warmup} warm-up; max diff: joint units, same noise, vs pytorch fp32; "
+          "ready: load, build or compile, and the first chunk")
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     for cfg_name, u in unrolled.items():
