@@ -239,3 +239,12 @@ def test_pytorch_backend_uses_plain_fp32_and_restores_the_flags():
     with ieee_fp32():
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cudnn.allow_tf32
+
+
+def test_compile_without_triton_is_a_clear_error(tmp_path, monkeypatch):
+    from dp_ros.runtime import cuda_graph_backend as cg
+
+    monkeypatch.setattr(cg, "compile_unavailable", lambda: "torch.compile needs Triton (test)")
+    policy = load_checkpoint(_ckpt(tmp_path))
+    with pytest.raises(BackendUnavailable, match=r"compile requested, but torch.compile needs Triton \(test\)"):
+        cg.CudaGraphBackend(policy, "cpu", compile=True)
