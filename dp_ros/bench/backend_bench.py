@@ -21,8 +21,7 @@ import torch
 
 from dp_ros.model import build_policy, save_checkpoint
 from dp_ros.model.presets import PRESETS, example_window, placeholder_normalizer, with_denoiser
-from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, load_runner
-from dp_ros.runtime.cuda_graph_backend import compile_unavailable
+from dp_ros.runtime.backends import BackendUnavailable, load_runner
 
 
 # label -> (backend, constructor options); the rows of the table, fastest first
@@ -130,12 +129,6 @@ def run(args: argparse.Namespace) -> int:
             ref = None
             for name in names:
                 backend, options = VARIANTS.get(name, (name, {}))
-                why = BACKENDS[backend][0](device) if backend in BACKENDS else f"unknown backend {name!r}"
-                if why is None and options.get("compile"):
-                    why = compile_unavailable()
-                if why:
-                    skipped[name] = why
-                    continue
                 try:
                     t0 = time.perf_counter()
                     runner = load_runner(ckpt, backend, device, **options)
@@ -158,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
                 if name == "pytorch":
                     ref = (out, p50_k)
                 rows.append((row, out))
-            if args.compare_unrolled and "onnxruntime" in names and not BACKENDS["onnxruntime"][0](device):
-                loop = next(r for r, _ in rows if r["config"] == cfg_name and r["backend"] == "onnxruntime")
-                unrolled[cfg_name] = {"loop_chunk_p50_ms": loop["chunk_p50_ms"],
+            ort_rows = [r for r, _ in rows if r["config"] == cfg_name and r["backend"] == "onnxruntime"]
+            if args.compare_unrolled and ort_rows:  # ONNX Runtime ran: compare its loop with the unrolled graph
+                unrolled[cfg_name] = {"loop_chunk_p50_ms": ort_rows[0]["chunk_p50_ms"],
                                       **_unrolled(ckpt, cfg, obs, noise, device, n, args.warmup)}
             for row, out in rows:
                 if row["config"] == cfg_name and ref is not None:

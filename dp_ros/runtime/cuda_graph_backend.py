@@ -73,16 +73,19 @@ class CudaGraphBackend:
         if self.policy.obs_encoder.cameras is not None:
             self.policy.obs_encoder.cameras.to(memory_format=torch.channels_last)  # cuDNN's NHWC kernels
         self._encode, self._denoiser, self._step = self.policy.encode, self.policy.denoiser, self._film_step
-        why = compile_unavailable()
-        if compile is None:
-            compile = why is None
-            log.info("cuda_graph: %s", "compiling with torch.compile" if compile else f"not compiling: {why}")
-        if compile:
-            if why:
+        if compile is not False:
+            why = compile_unavailable()
+            if compile is None:
+                compile = why is None
+                log.info("cuda_graph: %s", "compiling with torch.compile" if compile else f"not compiling: {why}")
+            elif why:
                 raise BackendUnavailable(f"compile requested, but {why}")
+        if compile:  # what the chunk calls: the encoder, and the U-Net step or the denoiser
             self._encode = torch.compile(self.policy.encode, dynamic=False)
-            self._denoiser = torch.compile(self.policy.denoiser, dynamic=False)
-            self._step = torch.compile(self._film_step, dynamic=False)
+            if self.film:
+                self._step = torch.compile(self._film_step, dynamic=False)
+            else:
+                self._denoiser = torch.compile(self.policy.denoiser, dynamic=False)
         self.compiled = compile
         self._static = {c.name: torch.zeros(1, cfg.n_obs_steps, c.height, c.width, 3, dtype=torch.uint8,
                                             device=self.device) for c in cfg.obs.cameras}
