@@ -104,15 +104,23 @@ def _export(args) -> int:
 
 
 def _compile(args) -> int:
-    from dp_ros.model.checkpoint import load_checkpoint
-    from dp_ros.runtime.tensorrt_backend import TensorRTBackend, unavailable
+    import torch
+
+    from dp_ros.model.checkpoint import read_config
+    from dp_ros.runtime.tensorrt_backend import prepare_engines, unavailable
 
     why = unavailable(args.device)
     if why:
         print(f"dp_ros compile: TensorRT is unavailable here: {why}", file=sys.stderr)
         return 2
-    TensorRTBackend(load_checkpoint(args.checkpoint), args.device, args.checkpoint, precision=args.precision)
-    print("engines ready (built or loaded from the cache; see the log above)")
+    try:
+        cfg = read_config(args.checkpoint)[0]
+        engines = prepare_engines(cfg, args.checkpoint, torch.device(args.device), args.precision)
+    except (RuntimeError, ValueError) as exc:  # a bad checkpoint (CheckpointError), a failed build
+        print(f"dp_ros compile: {exc}", file=sys.stderr)
+        return 1
+    for e in engines:
+        print(f"{e.part}: {'reused' if e.reused else 'built'} {e.path}")
     return 0
 
 

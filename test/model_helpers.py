@@ -30,3 +30,32 @@ def tiny_config(denoiser="unet", head="diffusion", shared=False) -> PolicyConfig
 
 def window(cfg, rng=None):
     return example_window(cfg, rng or np.random.default_rng(0))
+
+
+# Backend parity tolerances, in joint units (the tiny models' actions span [-1, 1]).
+FP32_TOL = 1e-4
+FP16_TOL = 2e-2
+
+
+def diffusion_checkpoint(tmp_path, denoiser="unet", prediction="epsilon", name="ckpt"):
+    """A saved tiny diffusion policy with seeded random weights."""
+    import dataclasses
+
+    import torch
+
+    from dp_ros.model import build_policy, save_checkpoint
+    from dp_ros.model.presets import placeholder_normalizer
+
+    cfg = tiny_config(denoiser)
+    cfg = dataclasses.replace(cfg, noise=dataclasses.replace(cfg.noise, prediction_type=prediction)).validate()
+    torch.manual_seed(0)
+    return save_checkpoint(build_policy(cfg, placeholder_normalizer(cfg)), tmp_path / name)
+
+
+def reference_chunk(ckpt, obs, noise, steps):
+    """The PyTorch FP32 chunk for this observation and initial noise."""
+    import torch
+
+    from dp_ros.model import load_checkpoint
+
+    return load_checkpoint(ckpt).predict_chunk(obs, noise=torch.as_tensor(noise), num_inference_steps=steps)

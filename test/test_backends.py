@@ -13,23 +13,8 @@ from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, load_runner
 from dp_ros.runtime.export import export_onnx
 from dp_ros.runtime.tensorrt_backend import cached_engine, engine_key
 
-from model_helpers import J, tiny_config, window
-
-FP32_TOL = 1e-4  # joint units; the action range here is [-1, 1]
-FP16_TOL = 2e-2
-
-
-def _ckpt(tmp_path, denoiser="unet", prediction="epsilon", name="ckpt"):
-    import dataclasses
-
-    cfg = tiny_config(denoiser)
-    cfg = dataclasses.replace(cfg, noise=dataclasses.replace(cfg.noise, prediction_type=prediction)).validate()
-    torch.manual_seed(0)
-    return save_checkpoint(build_policy(cfg, placeholder_normalizer(cfg)), tmp_path / name)
-
-
-def _reference(ckpt, obs, noise, steps):
-    return load_checkpoint(ckpt).predict_chunk(obs, noise=torch.as_tensor(noise), num_inference_steps=steps)
+from model_helpers import FP16_TOL, FP32_TOL, J, tiny_config, window
+from model_helpers import diffusion_checkpoint as _ckpt, reference_chunk as _reference
 
 
 def test_export_names_shapes_and_reuse(tmp_path):

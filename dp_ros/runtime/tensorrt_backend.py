@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -111,23 +112,72 @@ _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "UINT8": torch.u
 class _Engine:
     """One deserialized engine with torch tensors bound to every I/O tensor."""
 
-    def __init__(self, runtime, data: bytes, device: torch.device):
+    def __init__(self, runtime, file: "EngineFile", device: torch.device, expected: list[str]):
         import tensorrt as trt
 
-        self.engine = runtime.deserialize_cuda_engine(data)
+        self.engine = runtime.deserialize_cuda_engine(file.data)
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not load the engine {file.path}; delete it to have it rebuilt")
         self.context = self.engine.create_execution_context()
         self.tensors: dict[str, torch.Tensor] = {}
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             shape = tuple(self.engine.get_tensor_shape(name))
-            dtype = _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name]
-            self.tensors[name] = torch.zeros(shape, dtype=dtype, device=device)
+            kind = self.engine.get_tensor_dtype(name).name
+            if kind not in _TORCH_DTYPES:
+                raise RuntimeError(f"engine {file.path}: tensor {name!r} has type {kind}, which this backend "
+                                   f"does not bind ({', '.join(_TORCH_DTYPES)})")
+            self.tensors[name] = torch.zeros(shape, dtype=_TORCH_DTYPES[kind], device=device)
             self.context.set_tensor_address(name, self.tensors[name].data_ptr())
+        missing = sorted(set(expected) - set(self.tensors))
+        if missing:
+            raise RuntimeError(f"engine {file.path} has no tensors named {missing} (it has {sorted(self.tensors)}); "
+                               "it was not built from this checkpoint's export")
         self.inputs = [n for n in self.tensors if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
 
     def run(self, stream: torch.cuda.Stream) -> None:
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
+
+
+@dataclass(frozen=True)
+class EngineFile:
+    part: str  # encoder | denoiser
+    path: Path
+    key: str
+    reused: bool  # loaded from the cache, not built now
+    data: bytes
+
+
+def engine_shapes(cfg) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The static input shapes each engine is built for (part of its key)."""
+    enc = {n: (1, cfg.n_obs_steps, c.height, c.width, 3) for n, c in zip(input_names(cfg), cfg.obs.cameras)}
+    enc.update({f"state_{k.name}": (1, cfg.n_obs_steps, k.dim) for k in cfg.obs.lowdim})
+    return {"encoder": enc, "denoiser": {"sample": (1, cfg.horizon, cfg.action_dim)}}
+
+
+def prepare_engines(cfg, checkpoint: str | Path, device: torch.device, precision: str = "fp16") -> list[EngineFile]:
+    """The encoder and denoiser engines for this checkpoint on this GPU: loaded from the
+    build directory when their key matches, else exported, built and stored."""
+    import tensorrt as trt
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} must be one of {PRECISIONS}")
+    exported = export_onnx(checkpoint)
+    props = torch.cuda.get_device_properties(device)
+    directory = build_dir(checkpoint) / "tensorrt"
+    directory.mkdir(parents=True, exist_ok=True)
+    timing = directory / f"timing-{props.name.replace(' ', '_')}-{trt.__version__}.cache"
+    engines = []
+    shapes = engine_shapes(cfg)
+    for part, onnx_path in (("encoder", exported.encoder), ("denoiser", exported.denoiser)):
+        key, desc = engine_key(props.name, f"{props.major}.{props.minor}", trt.__version__, precision,
+                               shapes[part], exported.checkpoint_hash)
+        data, reused = cached_engine(directory, part, key, desc,
+                                     lambda p=onnx_path: build_engine(p, precision, timing))
+        log.info("TensorRT %s engine %s (%s)", part, "loaded from cache" if reused else "built", key)
+        engines.append(EngineFile(part, directory / f"{part}-{key}.engine", key, reused, data))
+    return engines
 
 
 class TensorRTBackend:
@@ -140,24 +190,10 @@ class TensorRTBackend:
         self.device = torch.device(device)
         self.policy = policy.to(self.device).eval()
         self.config = cfg = policy.config
-        exported = export_onnx(checkpoint)
-        props = torch.cuda.get_device_properties(self.device)
-        enc_shapes = {n: (1, cfg.n_obs_steps, c.height, c.width, 3) for n, c in zip(input_names(cfg), cfg.obs.cameras)}
-        enc_shapes.update({f"state_{k.name}": (1, cfg.n_obs_steps, k.dim) for k in cfg.obs.lowdim})
-        den_shapes = {"sample": (1, cfg.horizon, cfg.action_dim)}
-        directory = build_dir(checkpoint) / "tensorrt"
-        timing = directory / f"timing-{props.name.replace(' ', '_')}-{trt.__version__}.cache"
-        directory.mkdir(parents=True, exist_ok=True)
+        self.engine_files = prepare_engines(cfg, checkpoint, self.device, precision)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engines = {}
-        for part, onnx_path, shapes in (("encoder", exported.encoder, enc_shapes),
-                                        ("denoiser", exported.denoiser, den_shapes)):
-            key, desc = engine_key(props.name, f"{props.major}.{props.minor}", trt.__version__, precision,
-                                   shapes, exported.checkpoint_hash)
-            data, reused = cached_engine(directory, part, key, desc,
-                                         lambda p=onnx_path: build_engine(p, precision, timing))
-            log.info("TensorRT %s engine %s (%s)", part, "loaded from cache" if reused else "built", key)
-            self.engines[part] = _Engine(runtime, data, self.device)
+        expected = {"encoder": [*input_names(cfg), "cond"], "denoiser": ["sample", "timestep", "cond", "model_output"]}
+        self.engines = {f.part: _Engine(runtime, f, self.device, expected[f.part]) for f in self.engine_files}
         self.enc, self.den = self.engines["encoder"], self.engines["denoiser"]
         self.stream = torch.cuda.Stream(self.device)
         self.use_graph = cuda_graph
@@ -165,7 +201,7 @@ class TensorRTBackend:
         self._x = torch.zeros(1, cfg.horizon, cfg.action_dim, device=self.device)
         self._noise = torch.zeros_like(self._x)
         self._out = torch.zeros_like(self._x)
-        self._host_out = torch.zeros(cfg.horizon, cfg.action_dim, pin_memory=True)
+        self._host_out = torch.zeros(cfg.horizon, cfg.action_dim, pin_memory=self.device.type == "cuda")
         self._keys = [c.name for c in cfg.obs.cameras] + [k.name for k in cfg.obs.lowdim]
 
     def _chunk(self, steps: int) -> None:
