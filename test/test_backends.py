@@ -233,3 +233,39 @@ def test_compile_without_triton_is_a_clear_error(tmp_path, monkeypatch):
     policy = load_checkpoint(_ckpt(tmp_path))
     with pytest.raises(BackendUnavailable, match=r"compile requested, but torch.compile needs Triton \(test\)"):
         cg.CudaGraphBackend(policy, "cpu", compile=True)
+
+
+class _Offset:
+    """Wraps a backend and moves one joint of every chunk (or makes it NaN)."""
+
+    def __init__(self, inner, joint, delta):
+        self.inner, self.joint, self.delta = inner, joint, delta
+
+    def predict(self, obs, steps, noise=None):
+        out = np.array(self.inner.predict(obs, steps, noise))
+        out[:, self.joint] += self.delta
+        return out
+
+
+def test_reference_check_passes_a_good_backend_and_refuses_a_wrong_one(tmp_path):
+    from dp_ros.runtime.backends import BackendMismatch, check_against_reference
+
+    ckpt = _ckpt(tmp_path)
+    runner = load_runner(ckpt, "onnxruntime", "cpu")
+    check = check_against_reference(runner, 0.02)
+    assert 0 <= check.max_diff < FP32_TOL and check.tolerance == 0.02 and check.seconds > 0
+    assert check_against_reference(load_runner(ckpt, "pytorch", "cpu"), 0.02) is None  # the reference itself
+
+    stats = placeholder_normalizer(runner.config).stats["action"]
+    span = stats.max[1] - stats.min[1]
+    runner.backend = _Offset(runner.backend, 1, 0.1 * span)  # 10% of joint b's range
+    with pytest.raises(BackendMismatch, match=r"backend 'onnxruntime' on cpu does not reproduce the PyTorch FP32 "
+                                              r"reference: its chunk differs by 0\.1 of the training range of "
+                                              r"joint 'b' \(tolerance 0\.02\); use another backend"):
+        check_against_reference(runner, 0.02)
+    assert check_against_reference(runner, 0.2).max_diff == pytest.approx(0.1, abs=1e-4)
+    runner.backend = _Offset(runner.backend.inner, 2, np.nan)
+    with pytest.raises(BackendMismatch, match="NaN or infinite values \\(joint 'c'\\)"):
+        check_against_reference(runner, 0.5)
+    with pytest.raises(ValueError, match="tolerance must be > 0"):
+        check_against_reference(runner, 0.0)

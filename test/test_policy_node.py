@@ -187,6 +187,8 @@ def test_starts_disabled_and_enable_disable_reset(rig):
     time.sleep(1.0)
     assert r.trajectories() == []
     assert wait_for(lambda: any(d.message == "disabled" for d in r.diagnostics()), 10)
+    check = next(v.value for v in r.diagnostics()[-1].values if v.key == "backend_check")
+    assert check.startswith("max diff ") and check.endswith("of the joint range (tolerance 0.02)")
 
     res = r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=True))
     assert res.success and res.message == "enabled"
@@ -317,6 +319,32 @@ def test_startup_errors_are_clear(ros, checkpoint, tmp_path):
         PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), backend="pytorch",
                                                            device="cuda"))
 
+
+
+def test_backend_is_held_against_the_reference_at_startup(ros, checkpoint, monkeypatch):
+    from dp_ros.nodes import policy_node
+    from dp_ros.runtime.backends import BackendMismatch
+
+    node = PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), device="cpu"))
+    assert node.runner.backend_name == "onnxruntime"
+    assert node._check.startswith("max diff ") and "(tolerance 0.02)" in node._check
+    node.destroy_node()
+
+    real = policy_node.load_runner
+
+    def off_by_a_quarter(*args, **kwargs):  # a backend whose chunks are wrong, as a bad engine's would be
+        runner = real(*args, **kwargs)
+        inner = runner.backend.predict
+        runner.backend.predict = lambda obs, steps, noise=None: np.asarray(inner(obs, steps, noise)) + 0.25
+        return runner
+
+    monkeypatch.setattr(policy_node, "load_runner", off_by_a_quarter)
+    with pytest.raises(BackendMismatch, match="backend 'onnxruntime' on cpu does not reproduce the PyTorch FP32"):
+        PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), device="cpu"))
+    node = PolicyNode(context=ros, parameter_overrides=params(model_path=str(checkpoint), device="cpu",
+                                                              verify_backend=False))
+    assert node._check == "not run (verify_backend is false)"
+    node.destroy_node()
 
 URDF = """<robot name="arm">
   <link name="base"/><link name="l1"/><link name="l2"/><link name="l3"/>

@@ -39,7 +39,7 @@ from dp_ros.nodes.common import (
     stamp_to_sec,
 )
 from dp_ros.paths import share_dir
-from dp_ros.runtime.backends import compile_option, load_runner, resolve_model_path
+from dp_ros.runtime.backends import check_against_reference, compile_option, load_runner, resolve_model_path
 from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
 
 NODE_NAME = "dp_policy"
@@ -75,6 +75,12 @@ class PolicyNode(Node):
             "is installed), true or false", read_only=True)
         compile_descriptor.dynamic_typing = True  # YAML true/false and the string auto
         torch_compile = compile_option(self.declare_parameter("torch_compile", "auto", compile_descriptor).value)
+        verify = self.declare_parameter("verify_backend", True, describe(
+            "at start-up, run the backend and the PyTorch FP32 reference on one synthetic observation with the "
+            "same noise, and refuse to start when they differ by more than verify_tolerance", read_only=True)).value
+        verify_tolerance = self.declare_parameter("verify_tolerance", 0.02, describe(
+            "largest start-up difference from the reference, as a fraction of each joint's range in the "
+            "training data", read_only=True, lo=1e-6, hi=1.0)).value
         if not model_path:
             raise ValueError("parameter model_path is empty: set it to a checkpoint directory")
         path = resolve_model_path(model_path, share_dir())
@@ -85,6 +91,14 @@ class PolicyNode(Node):
         log.info(f"loaded {path} on {self.runner.backend_name}/{self.runner.device}: "
                  f"T_o={cfg.n_obs_steps} T_p={cfg.horizon} dt={cfg.dt} joints={list(cfg.joint_names)} "
                  f"cameras={[c.name for c in cfg.obs.cameras]}; warm-up inference {warm * 1e3:.0f} ms")
+        self._check = "not run (verify_backend is false)"
+        if verify:
+            check = check_against_reference(self.runner, verify_tolerance)  # raises BackendMismatch
+            self._check = ("the reference itself" if check is None else
+                           f"max diff {check.max_diff:.2g} of the joint range (tolerance {check.tolerance:g})")
+            if check is not None:
+                log.info(f"backend {self.runner.backend_name} agrees with the PyTorch FP32 reference: {self._check}, "
+                         f"checked in {check.seconds:.1f} s")
         for name, value, text in [
             ("n_obs_steps", cfg.n_obs_steps, "T_o, observation steps (from the checkpoint)"),
             ("horizon", cfg.horizon, "T_p, predicted actions per chunk (from the checkpoint)"),
@@ -436,6 +450,7 @@ class PolicyNode(Node):
         values = {
             "enabled": enabled,
             "backend": f"{self.runner.backend_name}/{self.runner.device}",
+            "backend_check": self._check,
             "chunks_published": c.chunks,
             "chunks_over_budget": c.over_budget,
             "chunks_refused": c.refused,

@@ -158,6 +158,61 @@ class PolicyRunner:
         return Prediction(np.asarray(actions, dtype=np.float64), time.perf_counter() - t0)
 
 
+class BackendMismatch(RuntimeError):
+    """A backend's chunk differs from the PyTorch FP32 reference's beyond the tolerance."""
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    max_diff: float  # the largest difference, as a fraction of that joint's range in the training data
+    tolerance: float
+    seconds: float
+
+
+def check_against_reference(runner: PolicyRunner, tolerance: float, seed: int = 0) -> ReferenceCheck | None:
+    """Run ``runner`` and the PyTorch FP32 reference (a second copy of the checkpoint, on
+    the same device) on one synthetic observation with the same initial noise, and raise
+    ``BackendMismatch`` when the chunks differ by more than ``tolerance`` of a joint's
+    range or the backend's is not finite. Catches what a backend's build can get wrong on
+    a machine it was never tested on (an engine out of FP16 range, a broken provider);
+    ``None`` for the reference itself."""
+    from dp_ros.model.checkpoint import read_config
+
+    if runner.backend_name == "pytorch":
+        return None
+    if not tolerance > 0:
+        raise ValueError(f"the reference check's tolerance must be > 0, not {tolerance!r}")
+    t0 = time.perf_counter()
+    cfg, normalizer = read_config(runner.path)[:2]
+    rng = np.random.default_rng(seed)
+    obs = {}
+    for c in cfg.obs.cameras:
+        obs[c.name] = rng.integers(0, 256, (cfg.n_obs_steps, c.height, c.width, 3), dtype=np.uint8)
+    for k in cfg.obs.lowdim:
+        s = normalizer.stats[k.name]
+        obs[k.name] = rng.uniform(s.min, s.max, (cfg.n_obs_steps, k.dim))
+    noise = rng.standard_normal((cfg.horizon, cfg.action_dim)).astype(np.float32)
+    steps = cfg.noise.num_inference_steps
+    got = runner.predict(obs, steps, noise).actions
+    reference = TorchBackend(load_checkpoint(runner.path, runner.device), runner.device)
+    expected = reference.predict(obs, steps, noise)
+    del reference
+    if torch.device(runner.device).type == "cuda":
+        torch.cuda.empty_cache()
+    # As a fraction of each joint's range in the training data ([-1, 1] after normalization).
+    diff = np.abs(got - expected) * normalizer.stats["action"].scale / 2.0
+    finite = bool(np.all(np.isfinite(got)))
+    worst = float(np.max(diff)) if finite else float("inf")
+    check = ReferenceCheck(worst, tolerance, time.perf_counter() - t0)
+    if not worst <= tolerance:
+        joint = cfg.joint_names[int(np.argmax(np.nan_to_num(diff, nan=np.inf))) % cfg.action_dim]
+        what = (f"its chunk differs by {worst:.3g} of the training range of joint {joint!r} (tolerance {tolerance:g})"
+                if finite else f"its chunk has NaN or infinite values (joint {joint!r})")
+        raise BackendMismatch(f"backend {runner.backend_name!r} on {runner.device} does not reproduce the PyTorch "
+                              f"FP32 reference: {what}; use another backend, for example pytorch")
+    return check
+
+
 def _unavailable(name: str, device: str, head: str) -> str | None:
     if name != "pytorch" and head != "diffusion":
         return f"it runs diffusion policies only, and this checkpoint's head is {head!r}: use pytorch"
