@@ -8,7 +8,9 @@ TensorRT's parser, kernels, FP16 accuracy and CUDA graphs are covered only by th
 tests in test_backends.py, which need TensorRT.
 """
 import contextlib
+import shutil
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,7 +23,7 @@ from dp_ros.model import load_checkpoint
 from dp_ros.runtime import tensorrt_backend as trt_mod
 
 from model_helpers import FP16_TOL, FP32_TOL, J, window
-from model_helpers import diffusion_checkpoint as _ckpt, reference_chunk as _reference
+from model_helpers import diffusion_checkpoint, reference_chunk as _reference
 
 
 class _Stream:
@@ -44,13 +46,37 @@ def stand_in(monkeypatch):
     return fake_tensorrt
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Checkpoints with their ONNX export done once per module (the export is the slow part)."""
+    from dp_ros.runtime.export import export_onnx
+
+    made = {}
+
+    def get(denoiser="unet", prediction="epsilon"):
+        if (denoiser, prediction) not in made:
+            ckpt = diffusion_checkpoint(tmp_path_factory.mktemp("exported"), denoiser, prediction)
+            export_onnx(ckpt)
+            made[denoiser, prediction] = ckpt
+        return made[denoiser, prediction]
+    return get
+
+
+@pytest.fixture
+def ckpt_copy(exported, tmp_path):
+    """A fresh copy (checkpoint and export, no engines) of an exported checkpoint."""
+    def get(denoiser="unet", prediction="epsilon"):
+        return Path(shutil.copytree(exported(denoiser, prediction), tmp_path / f"{denoiser}-{prediction}"))
+    return get
+
+
 def _backend(ckpt, precision="fp32"):
     return trt_mod.TensorRTBackend(load_checkpoint(ckpt), "cpu", ckpt, precision=precision, cuda_graph=False)
 
 
 @pytest.mark.parametrize("denoiser,prediction", [("unet", "epsilon"), ("transformer", "epsilon"), ("unet", "sample")])
-def test_chunks_match_pytorch_fp32(stand_in, tmp_path, denoiser, prediction):
-    ckpt = _ckpt(tmp_path, denoiser, prediction)
+def test_chunks_match_pytorch_fp32(stand_in, ckpt_copy, denoiser, prediction):
+    ckpt = ckpt_copy(denoiser, prediction)
     backend = _backend(ckpt)
     obs = window(backend.config)
     noise = np.random.default_rng(1).standard_normal((8, J)).astype(np.float32)
@@ -69,8 +95,8 @@ def test_chunks_match_pytorch_fp32(stand_in, tmp_path, denoiser, prediction):
     assert np.array_equal(backend.predict(obs, 10, noise), ref)
 
 
-def test_fp16_engines_within_the_fp16_tolerance(stand_in, tmp_path):
-    ckpt = _ckpt(tmp_path)
+def test_fp16_engines_within_the_fp16_tolerance(stand_in, ckpt_copy):
+    ckpt = ckpt_copy()
     backend = _backend(ckpt, "fp16")
     assert [b["fp16"] for b in stand_in.builds] == [True, True]
     obs = window(backend.config)
@@ -79,8 +105,8 @@ def test_fp16_engines_within_the_fp16_tolerance(stand_in, tmp_path):
     assert 0 < diff < FP16_TOL  # the stand-in rounds engine outputs to float16
 
 
-def test_engines_are_built_once_per_key_and_share_a_timing_cache(stand_in, tmp_path):
-    ckpt = _ckpt(tmp_path)
+def test_engines_are_built_once_per_key_and_share_a_timing_cache(stand_in, ckpt_copy):
+    ckpt = ckpt_copy()
     _backend(ckpt)
     assert len(stand_in.builds) == 2
     assert stand_in.builds[0]["timing_cache_in"] == b"" and stand_in.builds[1]["timing_cache_in"] == b"tactic;"
@@ -95,8 +121,8 @@ def test_engines_are_built_once_per_key_and_share_a_timing_cache(stand_in, tmp_p
     assert len(stand_in.builds) == 4 and len(list(directory.glob("encoder-*.engine"))) == 2
 
 
-def test_an_unparseable_export_is_a_clear_error(stand_in, tmp_path):
-    ckpt = _ckpt(tmp_path)
+def test_an_unparseable_export_is_a_clear_error(stand_in, ckpt_copy):
+    ckpt = ckpt_copy()
     from dp_ros.runtime.export import export_onnx
 
     export_onnx(ckpt).denoiser.write_bytes(b"not onnx")
@@ -104,24 +130,24 @@ def test_an_unparseable_export_is_a_clear_error(stand_in, tmp_path):
         _backend(ckpt)
 
 
-def test_a_failed_build_stores_nothing(stand_in, tmp_path, monkeypatch):
-    ckpt = _ckpt(tmp_path)
+def test_a_failed_build_stores_nothing(stand_in, ckpt_copy, monkeypatch):
+    ckpt = ckpt_copy()
     monkeypatch.setattr(stand_in, "fail_builds", True)
     with pytest.raises(RuntimeError, match=r"TensorRT failed to build an engine from .*encoder.onnx"):
         _backend(ckpt)
     assert not list((ckpt / ".build" / "tensorrt").glob("*.engine"))
 
 
-def test_an_unloadable_cached_engine_says_which_file(stand_in, tmp_path):
-    ckpt = _ckpt(tmp_path)
+def test_an_unloadable_cached_engine_says_which_file(stand_in, ckpt_copy):
+    ckpt = ckpt_copy()
     engine = _backend(ckpt).engine_files[1].path
     engine.write_bytes(b"garbage")
     with pytest.raises(RuntimeError, match=f"TensorRT could not load the engine {engine}; delete it"):
         _backend(ckpt)
 
 
-def test_compile_command_builds_then_reuses(stand_in, tmp_path, monkeypatch, capsys):
-    ckpt = _ckpt(tmp_path)
+def test_compile_command_builds_then_reuses(stand_in, ckpt_copy, tmp_path, monkeypatch, capsys):
+    ckpt = ckpt_copy()
     assert cli_main(["compile", str(ckpt)]) == 2  # no CUDA device here
     assert "TensorRT is unavailable here: torch sees no CUDA device" in capsys.readouterr().err
 
