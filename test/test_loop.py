@@ -16,7 +16,7 @@ class FakeRunner:
         self.actions = np.zeros((T_P, J)) if actions is None else actions
         self.error, self.seconds, self.clock, self.calls = error, seconds, clock, []
 
-    def predict(self, obs, steps, noise=None):
+    def predict(self, obs, steps, noise=None, t_obs=None):
         self.calls.append((obs, steps))
         if self.error:
             raise self.error
@@ -164,3 +164,106 @@ def test_models_without_joint_positions_are_refused():
     runner.config = PolicyConfig(joint_names=("a", "b"), dt=DT, obs=ObsConfig(lowdim=(LowdimConfig("target", 3),)))
     with pytest.raises(ValueError, match="does not observe 'joint_pos'"):
         ChunkPlanner(runner, decode, 0.2)
+
+
+def _planner_with_history(rng, clock, runner, path, t_m):
+    """A planner whose joint history follows ``path(t)`` (the arm tracking its command) up to
+    the newest measurement at ``t_m``, with a fresh camera frame."""
+    p = ChunkPlanner(runner, decode, max_obs_age=0.3)
+    for t in np.arange(t_m - 0.5, t_m + 1e-9, 0.005):
+        p.push_joints(float(t), path(float(t)), now=clock.t)
+    for t in np.arange(clock.t - 0.6, clock.t + 1e-9, 1 / 30):
+        p.push_frame("cam", float(t), 1, now=clock.t)
+    return p
+
+
+def _check_executed(r, truth, now, v):
+    """The speed limit on every segment, the first from wherever the controller switches
+    between now and the planned switch time (the previous command moved at <= v meanwhile)."""
+    assert r.state == "ok", r.reasons
+    times, pos = r.chunk.times, r.chunk.positions
+    for t_sw in np.linspace(now, r.t_switch, 5):
+        step = np.abs(pos[0] - truth(t_sw))
+        assert np.all(step <= v * (times[0] - t_sw) + 1e-9), (t_sw, step, v * (times[0] - t_sw))
+    assert np.all(np.abs(np.diff(pos, axis=0)) <= v * np.diff(times)[:, None] + 1e-9)
+
+
+def test_property_first_segment_from_where_the_previous_chunk_has_the_arm():
+    """Issue 14.2: a chunk is executing (moving at the speed limit), the newest joint
+    measurement is up to max_obs_age old, the controller switches after the latency. The
+    new chunk's first segment is limited from the previous chunk's target at the switch
+    (measured from the old measurement at `now`, it reached ~41 rad/s)."""
+    rng = np.random.default_rng(2)
+    for case in range(600):
+        v = rng.uniform(0.2, 3.0)
+        lim = JointLimits.unlimited(J, v)
+        clock = Clock(100.0)
+        direction = rng.choice([-1.0, 1.0], J)
+        prev_start = rng.uniform(-1, 1, J)
+        # The previous (filtered) chunk: from 99.5 on, moving at the limit for 1 s.
+        prev_times = 99.5 + 0.1 * np.arange(1, 11)
+        from dp_ros.core.command import Command
+        from dp_ros.core.chunking import TimedChunk
+        prev = Command(99.5, prev_start, prev_times, prev_start + direction * v * (prev_times - 99.5)[:, None])
+        latency = rng.uniform(0.0, 0.1)
+        age = rng.uniform(0.0, 0.25)
+        runner = FakeRunner(actions=rng.normal(0, 5, (T_P, J)), seconds=rng.uniform(0.001, 0.05), clock=clock)
+        p = _planner_with_history(rng, clock, runner, prev.at, clock.t - age)
+        p.commit(TimedChunk(99.5, prev.times, prev.positions, 0), prev.start_time, prev.start)
+        r = p.plan(clock, tun(limits=lim, execution_latency=latency, max_obs_age=0.3, n_action_steps=7))
+        _check_executed(r, prev.at, clock.t, v)
+
+
+def test_property_no_previous_chunk_measured_motion_is_followed():
+    """Without a command of ours (just enabled), the arm may still be moving: the start is
+    the measurement moved on at the measured velocity, not the measurement taken for now."""
+    rng = np.random.default_rng(3)
+    for case in range(400):
+        v = rng.uniform(0.2, 3.0)
+        clock = Clock(100.0)
+        q0, u = rng.uniform(-1, 1, J), rng.uniform(-v, v, J)
+
+        def arm(t, q0=q0, u=u):
+            return q0 + u * (t - 99.0)
+
+        runner = FakeRunner(actions=rng.normal(0, 5, (T_P, J)), seconds=rng.uniform(0.001, 0.05), clock=clock)
+        p = _planner_with_history(rng, clock, runner, arm, clock.t - rng.uniform(0.0, 0.25))
+        r = p.plan(clock, tun(limits=JointLimits.unlimited(J, v), execution_latency=rng.uniform(0.0, 0.1),
+                              max_obs_age=0.3, n_action_steps=7))
+        assert r.state == "ok", r.reasons
+        assert np.allclose(r.start, arm(r.t_switch))
+        times, pos = r.chunk.times, r.chunk.positions
+        assert np.all(np.abs(pos[0] - arm(r.t_switch)) <= v * (times[0] - r.t_switch) + 1e-9)
+
+
+def test_hold_stops_where_the_running_chunk_has_the_arm():
+    """Issue 14.3: the hold keeps the position the controller will be at (on the running
+    chunk at the switch), filtered; it does not pull the arm back to an old measurement."""
+    from dp_ros.core.chunking import TimedChunk
+
+    clock = Clock(100.0)
+    p = _planner_with_history(None, clock, FakeRunner(clock=clock), lambda t: np.array([t - 99.0, 0.0]), 99.8)
+    times = 99.9 + 0.1 * np.arange(1, 6)
+    p.commit(TimedChunk(99.9, times, np.stack([times - 99.0, np.zeros(5)], axis=1), 0), 99.9, np.array([0.9, 0.0]))
+    h = p.hold(clock.t, tun(limits=JointLimits.unlimited(J, 1.0), execution_latency=0.02))
+    assert h.state == "ok"
+    np.testing.assert_allclose(h.chunk.positions, [[1.02, 0.0]])  # not the 0.8 measured at 99.8
+    np.testing.assert_allclose(h.chunk.times, [100.02 + DT])
+    assert p.plan is not None and h.report.speed_limited == 0
+
+
+def test_a_command_the_arm_does_not_follow_is_not_trusted():
+    """Someone else moved the arm (a reset, another node, a restarted controller): the
+    measurement is far from where our last command put the controller, so the next
+    chunk starts from the measurement, and the result says why."""
+    from dp_ros.core.chunking import TimedChunk
+
+    clock = Clock(100.0)
+    runner = FakeRunner(actions=np.zeros((T_P, J)), seconds=0.01, clock=clock)
+    p = _planner_with_history(None, clock, runner, lambda t: np.array([0.0, 0.0]), 99.99)  # the arm is at 0
+    p.commit(TimedChunk(99.0, np.array([99.5]), np.array([[1.0, 1.0]]), 0), 99.0, np.array([1.0, 1.0]))
+    far = tun(limits=JointLimits.unlimited(J, 1.0), tracking_tolerance=0.1, n_action_steps=7)
+    r = p.plan(clock, far)
+    assert r.state == "ok" and np.allclose(r.start, 0.0) and "from the measured position" in r.note
+    r = p.plan(clock, tun(limits=JointLimits.unlimited(J, 1.0), n_action_steps=7))  # no tolerance: trusted
+    assert np.allclose(r.start, 1.0) and r.note == ""

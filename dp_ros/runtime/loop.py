@@ -8,6 +8,10 @@ inference timer; everything between is here, so it is tested without ROS:
 
 Every refusal comes back as a ``StepResult`` with a state and human-readable
 reasons; nothing here publishes.
+
+The planner also keeps the command the node last published (``commit``), so it knows
+where the controller will be when the next command takes over (``start_state``):
+the safety filter limits the first segment of every chunk and hold from there.
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ from typing import Any, Callable
 import numpy as np
 
 from dp_ros.core.chunking import TimedChunk, schedule_chunk
+from dp_ros.core.command import Command, start_position
 from dp_ros.core.obs_buffer import ObservationBuffer, StreamSpec
-from dp_ros.core.safety import FilterReport, JointLimits, UnsafeChunk, filter_chunk
+from dp_ros.core.safety import FilterReport, JointLimits, UnsafeChunk, filter_chunk, hold_command
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ class Tunables:
     action_time_offset: float
     max_obs_age: float
     limits: JointLimits
+    tracking_tolerance: float = np.inf  # measured vs. our last command: beyond this, trust the measurement
 
 
 @dataclass
@@ -46,6 +52,9 @@ class StepResult:
     stale: list[str] = field(default_factory=list)
     chunk: TimedChunk | None = None  # positions already safety-filtered
     report: FilterReport | None = None
+    t_switch: float = float("nan")  # when the controller is expected to take the chunk over
+    start: np.ndarray | None = None  # where it will be then: the first segment starts here
+    note: str = ""  # something worth a warning about that start (the arm is not where we put it)
     t_obs: float = float("nan")
     t_start: float = float("nan")
     t_end: float = float("nan")  # inference finished
@@ -77,6 +86,7 @@ class ChunkPlanner:
         streams.append(StreamSpec(JOINTS, max_obs_age, interpolate=True))
         self.buffer = ObservationBuffer(streams, cfg.n_obs_steps, cfg.dt)
         self._max_age = max_obs_age
+        self.command: Command | None = None  # the last command published, as the controller runs it
 
     def push_joints(self, stamp: float, positions: np.ndarray, now: float) -> str | None:
         positions = np.asarray(positions, dtype=np.float64)
@@ -101,12 +111,37 @@ class ChunkPlanner:
     def reset(self) -> None:
         self.buffer.clear()
 
-    def measured(self, now: float, max_age: float) -> np.ndarray | None:
-        """The newest joint position if it is fresh enough to act on."""
-        got = self.buffer.newest(JOINTS)
-        if got is None or now - got[0] > max_age:
-            return None
-        return got[1]
+    # ---- where the controller is: our last command, else the measurement ----
+
+    def commit(self, chunk: TimedChunk, t_switch: float, start: np.ndarray) -> None:
+        """Record a published command: the controller follows it from ``t_switch`` on."""
+        self.command = Command(t_switch, start, chunk.times, chunk.positions)
+
+    def forget_command(self) -> None:
+        """Someone else may have moved the controller (the node was disabled): measure again."""
+        self.command = None
+
+    def start_state(self, t_switch: float, now: float, tun: Tunables) -> tuple[np.ndarray | None, str]:
+        """Where the controller will be at ``t_switch``, and a note (``core.command.start_position``)."""
+        measured = self.buffer.motion(JOINTS, self.config.dt)
+        return start_position(self.command, t_switch, measured, now, tun.max_obs_age, tun.limits.max_velocity,
+                              tun.tracking_tolerance)
+
+    def hold(self, now: float, tun: Tunables) -> StepResult:
+        """A command to stay where the controller will be when it takes it over (through
+        the same filter as every chunk); state "stale" when that is unknown."""
+        t_switch = now + tun.execution_latency
+        start, note = self.start_state(t_switch, now, tun)
+        if start is None:
+            return StepResult("stale", [f"{JOINTS}: no fresh joint state to hold"], [JOINTS], t_start=now)
+        try:
+            report = hold_command(t_switch, start, self.config.dt, tun.limits)
+        except UnsafeChunk as exc:
+            return StepResult("unsafe", [f"unsafe hold: {exc}"], t_start=now)
+        chunk = TimedChunk(origin=now, times=np.array([t_switch + self.config.dt]), positions=report.positions,
+                           dropped=0)
+        return StepResult("ok", [], chunk=chunk, report=report, t_start=now, t_end=now, t_switch=t_switch,
+                          start=start, note=note)
 
     def plan(self, clock: Callable[[], float], tun: Tunables, noise: np.ndarray | None = None) -> StepResult:
         cfg = self.config
@@ -131,7 +166,7 @@ class ChunkPlanner:
             obs[key] = np.stack(win.values[key])  # (T_o, D)
         prep = time.perf_counter() - w0
         try:
-            pred = self.runner.predict(obs, tun.num_inference_steps, noise)
+            pred = self.runner.predict(obs, tun.num_inference_steps, noise, t_obs=win.t_obs)
         except Exception as exc:  # a failed inference must never move the arm
             log.exception("inference failed")
             return StepResult("inference_failed", [f"inference failed: {type(exc).__name__}: {exc}"],
@@ -147,13 +182,14 @@ class ChunkPlanner:
             return StepResult("over_budget", [
                 f"over budget: inference {pred.seconds * 1e3:.1f} ms; every action of the chunk was due "
                 f"(last one {late * 1e3:.0f} ms ago, latency {tun.execution_latency * 1e3:.0f} ms)"], **base)
-        measured = self.measured(now, tun.max_obs_age)
-        if measured is None:
+        t_switch = now + tun.execution_latency
+        start, note = self.start_state(t_switch, now, tun)
+        if start is None:
             return StepResult("stale", [f"{JOINTS}: no fresh joint state to start the chunk from"],
                               [JOINTS], **base)
         try:
-            report = filter_chunk(chunk.times, chunk.positions, now, measured, tun.limits)
+            report = filter_chunk(chunk.times, chunk.positions, t_switch, start, tun.limits)
         except UnsafeChunk as exc:
             return StepResult("unsafe", [f"unsafe chunk: {exc}"], **base)
         safe = TimedChunk(chunk.origin, chunk.times, report.positions, chunk.dropped)
-        return StepResult("ok", [], chunk=safe, report=report, **base)
+        return StepResult("ok", [], chunk=safe, report=report, t_switch=t_switch, start=start, note=note, **base)

@@ -14,29 +14,26 @@ DESIGN.md describes it:
   first point is already past is sampled between its own points;
 - after the last point the controller holds it.
 
+The path itself is ``core.command.Command``: the same model the policy node and the
+recorder use to know where the controller is.
+
 ``command(now)`` gives the position setpoint for the arm's joint servos.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from dp_ros.core.command import Command
 from dp_ros.core.trajectory_rules import trajectory_violations
-
-
-@dataclass(frozen=True)
-class _Segment:
-    times: np.ndarray  # (n+1,) absolute: the start, then each point
-    positions: np.ndarray  # (n+1, J): the state at the start, then each point
 
 
 class TrajectoryController:
     def __init__(self, joint_names: Sequence[str], initial: np.ndarray):
         self.joint_names = tuple(joint_names)
         self._hold = np.asarray(initial, dtype=float).copy()
-        self._traj: _Segment | None = None
+        self._command: Command | None = None
         self.accepted = 0
         self.rejected = 0
         self.last_error = ""
@@ -52,31 +49,20 @@ class TrajectoryController:
             return errors
         order = [list(joint_names).index(j) for j in self.joint_names]
         pts = np.asarray(positions, dtype=float)[:, order]  # message order -> controller order
-        start = now if stamp == 0.0 else stamp
-        current = self.command(now)
-        point_times = start + np.asarray(times_from_start, dtype=float)
-        if point_times[0] > now:  # move from the current setpoint to the first point
-            self._traj = _Segment(np.concatenate([[now], point_times]), np.vstack([current, pts]))
-        else:  # already past the first point: sample between the message's own points
-            self._traj = _Segment(point_times, pts)
+        self._command = Command.from_message(now, self.command(now), stamp, times_from_start, pts)
         self.accepted += 1
         return []
 
     def command(self, now: float) -> np.ndarray:
         """The position setpoint at ``now``."""
-        if self._traj is None:
+        if self._command is None:
             return self._hold.copy()
-        t, q = self._traj.times, self._traj.positions
-        if now >= t[-1]:
-            self._hold = q[-1].copy()
-            self._traj = None
+        if now >= self._command.end_time:
+            self._hold = self._command.positions[-1].copy()
+            self._command = None
             return self._hold.copy()
-        if now <= t[0]:
-            return q[0].copy()
-        i = int(np.searchsorted(t, now, side="right")) - 1
-        w = (now - t[i]) / (t[i + 1] - t[i])
-        return (1.0 - w) * q[i] + w * q[i + 1]
+        return self._command.at(now)
 
     @property
     def active(self) -> bool:
-        return self._traj is not None
+        return self._command is not None
