@@ -269,3 +269,23 @@ def test_reference_check_passes_a_good_backend_and_refuses_a_wrong_one(tmp_path)
         check_against_reference(runner, 0.5)
     with pytest.raises(ValueError, match="tolerance must be > 0"):
         check_against_reference(runner, 0.0)
+
+
+@pytest.mark.parametrize("name", ["cuda_graph", "tensorrt"])
+def test_graph_backends_prepare_step_counts_outside_the_loop(tmp_path, name):
+    """Issue 14.11: prepare() captures a step count's graph; running it then captures nothing."""
+    why = _gpu_backend_reason(name)
+    if why:
+        pytest.skip(f"{name} on cuda: {why}")
+    runner = load_runner(_ckpt(tmp_path), name, "cuda", **({"compile": False} if name == "cuda_graph" else {}))
+    assert runner.needs_prepare and runner.unprepared(3)
+    assert runner.prepare(3) > 0 and runner.unprepared(3) is None
+    graphs = dict(runner.backend._graphs)
+    assert 3 in graphs
+    runner.predict(window(runner.config), 3)
+    assert runner.backend._graphs == graphs  # nothing captured on the way
+
+
+def test_cpu_backends_need_no_preparation(tmp_path):
+    runner = load_runner(_ckpt(tmp_path), "onnxruntime", "cpu")
+    assert not runner.needs_prepare and runner.unprepared(7) is None

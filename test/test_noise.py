@@ -31,12 +31,34 @@ def test_forward_noising_matches_closed_form():
         assert torch.allclose(xk[i], expect.float(), atol=1e-6)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 33, 100])
-def test_plan_timesteps(n):
-    plan = ddim_plan(NoiseConfig(num_inference_steps=10), n)
+@pytest.mark.parametrize("spacing", ["capped", "trailing", "leading"])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 33, 81, 82, 100])
+def test_plan_timesteps(n, spacing):
+    cfg = NoiseConfig(num_inference_steps=10, timestep_spacing=spacing)
+    plan = ddim_plan(cfg, n)
     ts = plan.timesteps.tolist()
-    assert len(ts) == n and ts[-1] == 0 and ts == sorted(ts, reverse=True)
+    assert len(ts) == n and len(set(ts)) == n and ts == sorted(ts, reverse=True) and 0 <= ts[-1] and ts[0] <= 99
     assert plan.sqrt_abar_prev[-1] == 1.0 and plan.sqrt_one_minus_prev[-1] == 0.0
+    abar = squaredcos_alphas_cumprod(100)
+    # each step moves to the next timestep of the list
+    assert torch.allclose(plan.sqrt_abar_prev[:-1], abar[ts[1:]].sqrt().float())
+    if spacing == "leading":  # the reference's: evenly spaced from 0
+        assert ts[-1] == 0 and ts == [(n - 1 - i) * (100 // n) for i in range(n)]
+    elif spacing == "trailing":  # diffusers' trailing: the first step at the highest noise level
+        assert ts[0] == 99
+    else:  # the first step where the x0 estimate is well conditioned (or lower, never higher than needed)
+        assert abar[ts[0]] >= 0.08 or ts[0] == n - 1
+
+
+def test_spacings_at_one_step():
+    one = {s: ddim_plan(NoiseConfig(timestep_spacing=s), 1).timesteps.tolist() for s in ("leading", "trailing", "capped")}
+    assert one == {"leading": [0], "trailing": [99], "capped": [80]}
+    # diffusers' trailing spacing for 10 of 100 steps
+    assert ddim_plan(NoiseConfig(timestep_spacing="trailing"), 10).timesteps.tolist() == list(range(99, 0, -10))
+    # sample prediction has no ill-conditioned x0 estimate: capped is trailing
+    assert ddim_plan(NoiseConfig(prediction_type="sample"), 1).timesteps.tolist() == [99]
+    with pytest.raises(ValueError, match="timestep_spacing 'linspace' must be one of"):
+        NoiseConfig(timestep_spacing="linspace").validate()
 
 
 def test_plan_rejects_out_of_range_steps():
@@ -46,11 +68,15 @@ def test_plan_rejects_out_of_range_steps():
         ddim_plan(NoiseConfig(), 101)
 
 
+@pytest.mark.parametrize("spacing", ["capped", "trailing", "leading"])
 @pytest.mark.parametrize("prediction", ["epsilon", "sample"])
 @pytest.mark.parametrize("n", [1, 5, 10, 100])
-def test_oracle_denoiser_recovers_x0(prediction, n):
+def test_oracle_denoiser_recovers_x0(prediction, n, spacing):
     """A denoiser that knows x0 makes DDIM land exactly on x0, for any step count."""
-    cfg = NoiseConfig(prediction_type=prediction)
+    if (prediction, spacing, n) == ("epsilon", "trailing", 1):
+        pytest.skip("x0 from epsilon at abar 2e-7 loses ~4 digits even in float32 arithmetic: the ill-conditioning "
+                    "that 'capped' spacing avoids")
+    cfg = NoiseConfig(prediction_type=prediction, timestep_spacing=spacing)
     plan = ddim_plan(cfg, n)
     abar = squaredcos_alphas_cumprod(100)
     x0 = torch.rand(4, 16, 3) * 1.6 - 0.8

@@ -25,6 +25,7 @@ from typing import Any
 HEADS = ("diffusion", "regression")
 DENOISERS = ("unet", "transformer")
 PREDICTION_TYPES = ("epsilon", "sample")
+TIMESTEP_SPACINGS = ("capped", "trailing", "leading")
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -162,11 +163,20 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """DDPM training schedule (squared cosine) and DDIM sampling."""
+    """DDPM training schedule (squared cosine) and DDIM sampling.
+
+    ``timestep_spacing`` picks the DDIM timesteps (``noise.ddim_plan``; it changes
+    sampling only, never training): ``leading`` is the reference implementation's
+    (one step starts from timestep 0, so 1-2 steps give near-random actions; imported
+    checkpoints keep it for parity), ``trailing`` starts at the highest noise level
+    K-1, ``capped`` (the default) starts at the highest timestep whose x0 estimate is
+    well conditioned for the prediction type, which gives sane actions at any step
+    count (docs/model.md has the measurements)."""
 
     num_train_steps: int = 100
     num_inference_steps: int = 10
     prediction_type: str = "epsilon"
+    timestep_spacing: str = "capped"
 
     def validate(self) -> None:
         if self.num_train_steps < 1:
@@ -179,6 +189,10 @@ class NoiseConfig:
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(
                 f"prediction_type {self.prediction_type!r} must be one of {PREDICTION_TYPES}"
+            )
+        if self.timestep_spacing not in TIMESTEP_SPACINGS:
+            raise ValueError(
+                f"timestep_spacing {self.timestep_spacing!r} must be one of {TIMESTEP_SPACINGS}"
             )
 
 

@@ -4,10 +4,25 @@ Training (Ho et al. 2020): x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps, with k
 uniformly from 0..K-1 and abar from the squared-cosine schedule (Nichol & Dhariwal
 2021, betas capped at 0.999).
 
-Sampling (Song et al. 2021, eta = 0): with N inference steps the timesteps are
-``k_i = (N-1-i) * (K // N)`` ("leading" spacing, as the reference implementation's
-scheduler uses). Each step predicts x_0, clips it to [-1, 1], and moves to the
-previous timestep; after the last step abar is 1, so the result is the clipped x_0.
+Sampling (Song et al. 2021, eta = 0): N timesteps k_0 > ... > k_{N-1}, by the noise
+config's ``timestep_spacing``:
+
+- ``leading`` (the reference implementation's scheduler): ``k_i = (N-1-i) * (K // N)``.
+  One step runs at timestep 0 only, where the input is taken as nearly clean: near-random
+  actions at 1-2 steps.
+- ``trailing`` (diffusers' name): ``k_i = round((T+1) * (N-i) / N) - 1`` with T = K-1,
+  so the first step is at the highest noise level.
+- ``capped`` (the default): trailing with T the highest timestep whose abar is at least
+  ``MIN_ABAR_EPSILON`` for an epsilon-predicting model, or N-1 if that is higher (so
+  any N up to K has distinct timesteps); T = K-1 for sample prediction.
+  The squared-cosine schedule ends at abar ~ 2e-7, where an epsilon network's x_0
+  estimate (x - sqrt(1-abar) eps) / sqrt(abar) multiplies its error by ~2000: one
+  trailing step is as random as one leading step. Measured on a trained low-dim policy
+  (test/test_few_step_sampling.py, docs/model.md): one step lands a mean 0.33 (leading),
+  0.35 (trailing) and 0.062 (capped) of the joint range away from the 10-step chunk.
+
+Each step predicts x_0, clips it to [-1, 1], and moves to the next timestep of the
+list; after the last step abar is 1, so the result is the clipped x_0.
 The update is a fixed affine map per step, so the coefficients are precomputed once
 per step count: nothing in the loop depends on the host.
 """
@@ -102,16 +117,37 @@ def ddim_update(x: torch.Tensor, model_out: torch.Tensor, sqrt_abar: torch.Tenso
     return sqrt_abar_prev * x0 + sqrt_one_minus_prev * eps
 
 
-def ddim_plan(cfg: NoiseConfig, num_inference_steps: int | None = None) -> DDIMPlan:
-    """Precompute the DDIM constants for ``num_inference_steps`` (1..K; default from cfg)."""
+# "capped" spacing, epsilon prediction: the first timestep's abar is at least this, so the
+# x0 estimate multiplies the network's error by at most sqrt((1 - abar) / abar) = 3.3.
+MIN_ABAR_EPSILON = 0.08
+
+
+def top_timestep(cfg: NoiseConfig, n: int) -> int:
+    """The first (noisiest) timestep of trailing and capped spacing for n steps."""
+    if cfg.timestep_spacing == "capped" and cfg.prediction_type == "epsilon":
+        usable = torch.nonzero(squaredcos_alphas_cumprod(cfg.num_train_steps) >= MIN_ABAR_EPSILON)
+        return max(int(usable.max()) if usable.numel() else 0, n - 1)
+    return cfg.num_train_steps - 1
+
+
+def ddim_timesteps(cfg: NoiseConfig, n: int) -> torch.Tensor:
+    """(n,) int64 timesteps, descending, by ``cfg.timestep_spacing`` (module docstring)."""
     k_total = cfg.num_train_steps
-    n = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
     if not 1 <= n <= k_total:
         raise ValueError(f"number of DDIM steps {n} must be in 1..{k_total} (the training steps K)")
-    ratio = k_total // n
-    timesteps = torch.arange(n - 1, -1, -1, dtype=torch.int64) * ratio
-    abar = squaredcos_alphas_cumprod(k_total)
-    prev = timesteps - ratio
+    if cfg.timestep_spacing == "leading":
+        return torch.arange(n - 1, -1, -1, dtype=torch.int64) * (k_total // n)
+    span = top_timestep(cfg, n) + 1
+    fractions = torch.arange(n, 0, -1, dtype=torch.float64) / n  # (n,) from 1 down to 1/n
+    return torch.floor(span * fractions + 0.5).to(torch.int64) - 1
+
+
+def ddim_plan(cfg: NoiseConfig, num_inference_steps: int | None = None) -> DDIMPlan:
+    """Precompute the DDIM constants for ``num_inference_steps`` (default from cfg)."""
+    n = cfg.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
+    timesteps = ddim_timesteps(cfg, n)
+    abar = squaredcos_alphas_cumprod(cfg.num_train_steps)
+    prev = torch.cat([timesteps[1:], torch.tensor([-1])])  # each step moves to the next timestep; -1: clean
     abar_t = abar[timesteps]
     abar_prev = torch.where(prev >= 0, abar[prev.clamp(min=0)], torch.ones_like(abar_t))
     f32 = torch.float32

@@ -19,6 +19,7 @@ runs on `pytorch` only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -141,6 +142,30 @@ class PolicyRunner:
         self.backend_name = backend_name
         self.device = device
         self.path = path
+        self.prepared: set[int] = set()
+
+    @property
+    def needs_prepare(self) -> bool:
+        """Whether a step count must be prepared (a CUDA graph captured) before it runs
+        without a stall; the backends that need it have a ``prepare(steps)``."""
+        return hasattr(self.backend, "prepare")
+
+    def prepare(self, steps: int) -> float:
+        """Build what ``steps`` DDIM steps need (CUDA graph capture) now, outside the control
+        loop; returns the seconds it took."""
+        t0 = time.perf_counter()
+        if self.needs_prepare and steps not in self.prepared:
+            self.backend.prepare(steps)
+        self.prepared.add(steps)
+        return time.perf_counter() - t0
+
+    def unprepared(self, steps: int) -> str | None:
+        """Why changing to ``steps`` while running would stall control, or None."""
+        if not self.needs_prepare or steps in self.prepared:
+            return None
+        return (f"{steps} DDIM steps are not prepared on backend {self.backend_name} (capturing them takes "
+                f"seconds and would stall control); prepared: {sorted(self.prepared)}. List the step counts "
+                "to switch between in the parameter prepared_inference_steps")
 
     def warm_up(self, repeats: int = 2) -> float:
         """Run the policy on a blank observation so the first real chunk does not pay for
@@ -151,7 +176,9 @@ class PolicyRunner:
         return min(self.predict(obs).seconds for _ in range(repeats))
 
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int | None = None,
-                noise: np.ndarray | None = None) -> Prediction:
+                noise: np.ndarray | None = None, t_obs: float | None = None) -> Prediction:
+        """One chunk for the window ending at ``t_obs`` (a model does not need the time;
+        ``runtime.replay`` does)."""
         steps = self.config.noise.num_inference_steps if num_inference_steps is None else num_inference_steps
         t0 = time.perf_counter()
         actions = self.backend.predict(obs_window, steps, noise)
@@ -183,7 +210,7 @@ def check_against_reference(runner: PolicyRunner, tolerance: float, seed: int = 
     if not tolerance > 0:
         raise ValueError(f"the reference check's tolerance must be > 0, not {tolerance!r}")
     t0 = time.perf_counter()
-    cfg, normalizer = read_config(runner.path)[:2]
+    cfg, normalizer = runner.config, read_config(runner.path)[1]
     rng = np.random.default_rng(seed)
     obs = {}
     for c in cfg.obs.cameras:
@@ -194,7 +221,9 @@ def check_against_reference(runner: PolicyRunner, tolerance: float, seed: int = 
     noise = rng.standard_normal((cfg.horizon, cfg.action_dim)).astype(np.float32)
     steps = cfg.noise.num_inference_steps
     got = runner.predict(obs, steps, noise).actions
-    reference = TorchBackend(load_checkpoint(runner.path, runner.device), runner.device)
+    policy = load_checkpoint(runner.path, runner.device)
+    policy.config = cfg  # the runner's sampling settings (timestep_spacing), not only the file's
+    reference = TorchBackend(policy, runner.device)
     expected = reference.predict(obs, steps, noise)
     del reference
     if torch.device(runner.device).type == "cuda":
@@ -228,8 +257,10 @@ def _constructor_options(backend: str) -> set[str]:
     return set(list(inspect.signature(cls.__init__).parameters)[4:])
 
 
-def load_runner(model_path: str | Path, backend: str = "auto", device: str = "auto", **options) -> PolicyRunner:
+def load_runner(model_path: str | Path, backend: str = "auto", device: str = "auto",
+                timestep_spacing: str | None = None, **options) -> PolicyRunner:
     """Load a checkpoint onto the requested backend and device, or raise saying why not.
+    ``timestep_spacing`` overrides the checkpoint's DDIM spacing (None keeps it).
     ``options`` go to the backend's constructor (``compile`` for cuda_graph, ``precision``
     for tensorrt)."""
     from dp_ros.model.checkpoint import read_config
@@ -254,5 +285,9 @@ def load_runner(model_path: str | Path, backend: str = "auto", device: str = "au
     for key in [k for k in options if k not in accepted]:
         log.info("option %s=%r does not apply to backend %s; ignored", key, options.pop(key), backend)
     policy = load_checkpoint(path)
+    if timestep_spacing and policy.config.head == "diffusion":
+        noise = dataclasses.replace(policy.config.noise, timestep_spacing=timestep_spacing)
+        noise.validate()  # ValueError naming the allowed spacings
+        policy.config = dataclasses.replace(policy.config, noise=noise)
     impl = BACKENDS[backend][1](policy, device, path, **options)
     return PolicyRunner(policy.config, impl, backend, device, path)

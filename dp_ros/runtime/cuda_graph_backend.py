@@ -151,6 +151,12 @@ class CudaGraphBackend:
                  " (including torch.compile)" if self.compiled else "")
 
     @torch.inference_mode()
+    def prepare(self, steps: int) -> None:
+        """Capture the graph for ``steps`` DDIM steps now (seconds; with compile, tens of
+        seconds the first time): the policy node does it at start-up, never in its loop."""
+        self._graph(steps)
+
+    @torch.inference_mode()
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
                 noise: np.ndarray | None = None) -> np.ndarray:
         graph, out = self._graph(num_inference_steps)

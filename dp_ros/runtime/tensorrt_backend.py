@@ -218,17 +218,27 @@ class TensorRTBackend:
                 self._x.copy_(plan.step(i, self._x, self.den.tensors["model_output"].float()))
             self._out.copy_(self.policy.unnormalize_action(self._x))
 
+    def _capture(self, steps: int) -> None:
+        self._chunk(steps)  # TensorRT must run once before capture
+        self.stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.stream):
+            self._chunk(steps)
+        self._graphs[steps] = graph
+
+    @torch.inference_mode()
+    def prepare(self, steps: int) -> None:
+        """Capture the CUDA graph for ``steps`` DDIM steps now: the policy node does it at
+        start-up, never in its loop."""
+        if self.use_graph and steps not in self._graphs:
+            self._capture(steps)
+
     def _replay(self, steps: int) -> None:
         if not self.use_graph:
             self._chunk(steps)
             return
         if steps not in self._graphs:
-            self._chunk(steps)  # TensorRT must run once before capture
-            self.stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._chunk(steps)
-            self._graphs[steps] = graph
+            self._capture(steps)
         with torch.cuda.stream(self.stream):
             self._graphs[steps].replay()
 
