@@ -28,6 +28,8 @@ COMMANDS = {
         ("record", "record scripted demonstrations through the recorder", "dp_ros.sim.expert_node"),
         ("eval", "run a policy closed-loop in the simulator: success rate and goals chosen",
          "dp_ros.sim.evaluate"),
+        ("replay", "replay a recorded episode through the policy node on the simulated arm: timing check",
+         "dp_ros.sim.replay"),
     ]),
 }
 
@@ -57,6 +59,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                 add_arguments, run = _command_functions(target)
                 add_arguments(p)
                 p.set_defaults(func=run)
+
+    p = sub.add_parser("replay", help="replay a recorded episode through the policy node on your arm: timing check")
+    if words[:1] == ["replay"]:
+        add_arguments, run = _command_functions("dp_ros.sim.replay:real")
+        add_arguments(p)
+        p.set_defaults(func=run)
 
     p = sub.add_parser("train", help="train a policy on a recorded dataset")
     p.add_argument("--dataset", required=True, help="dataset directory (zarr)")

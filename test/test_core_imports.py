@@ -7,7 +7,7 @@ import sys
 sys.modules['rclpy'] = None  # any 'import rclpy' now raises ImportError
 import dp_ros.core.normalizer
 import dp_ros.model, dp_ros.model.checkpoint, dp_ros.model.presets, dp_ros.bench.model_bench
-import dp_ros.imaging, dp_ros.runtime, dp_ros.runtime.loop
+import dp_ros.imaging, dp_ros.runtime, dp_ros.runtime.loop, dp_ros.runtime.replay
 loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'sensor_msgs'))
 assert not [m for m in loaded if sys.modules[m] is not None], loaded
 """
@@ -15,7 +15,7 @@ assert not [m for m in loaded if sys.modules[m] is not None], loaded
 CORE_ONLY = """
 import sys
 import dp_ros.core.normalizer, dp_ros.core.obs_buffer, dp_ros.core.chunking, dp_ros.core.safety
-import dp_ros.core.trajectory_rules, dp_ros.core.urdf
+import dp_ros.core.trajectory_rules, dp_ros.core.urdf, dp_ros.core.command, dp_ros.core.motion
 assert 'torch' not in sys.modules, 'the pure core must not import torch'
 assert 'rclpy' not in sys.modules
 """

@@ -37,6 +37,7 @@ def test_info_table(store_path, capsys):
     assert "10.00 Hz measured" in out and "nominal 10.00 Hz (dt 0.1 s)" in out
     assert "wrist 12x16, front 8x10" in out and "j1, j2, j3" in out
     assert '"name": "stack"' in out
+    assert "gaps      none" in out
     assert all(any(line.startswith(j) for line in out.splitlines()) for j in JOINTS)  # statistics rows
 
 
@@ -106,3 +107,23 @@ def test_view_errors(store_path, tmp_path, monkeypatch, capsys, argv, words):
     assert _run(add_view_arguments, run_view, [str(store_path), *argv]) == 2
     assert words in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_info_reports_gaps(tmp_path, capsys):
+    """Issue 14.8: dropped record ticks are listed (frames more than 1.5 dt apart)."""
+    import numpy as np
+
+    path = tmp_path / "gaps.zarr"
+    with create(path) as store:
+        record(store, 0, 5)
+        writer = store.begin_episode()
+        for k, t in enumerate([200.0, 200.1, 200.45, 200.55, 200.65, 200.9]):  # 0.35 s and 0.25 s gaps
+            writer.add(t, np.zeros(3), np.zeros(3), {c: np.zeros((h, w, 3), np.uint8) for c, (h, w) in CAMERAS.items()})
+        writer.commit()
+    assert _run(add_info_arguments, run_info, [str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "gaps      2 in 1 episodes" in out and "episodes 1 (2)" in out
+    assert "largest 0.350 s in episode 1 after frame 1" in out
+    assert _run(add_info_arguments, run_info, [str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [g["after_frame"] for g in info["episodes"][1]["gaps"]] == [1, 4] and info["episodes"][0]["gaps"] == []

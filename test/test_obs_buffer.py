@@ -92,3 +92,29 @@ def test_per_stream_max_age_can_change():
     buf.set_max_age("cam", 1.0)
     buf.set_max_age("joints", 1.0)
     assert buf.window(now=11.3).ready
+
+
+def test_recorder_and_node_sample_by_one_rule():
+    """Issue 14.7: what the recorder stores for a tick t and what the policy node feeds the
+    model for a window step at t come from one rule: each camera's newest frame stamped at
+    or before t, the joints interpolated at t. Jittered stamps, the same messages."""
+    rng = np.random.default_rng(7)
+    node, rec = make(n_obs=3), make(n_obs=1)
+    cams = 10.0 + np.cumsum(rng.uniform(0.025, 0.042, 60))
+    joints = 10.0 + np.cumsum(rng.uniform(0.003, 0.007, 400))
+    for buf in (node, rec):
+        for t in cams:
+            buf.push("cam", float(t), f"frame@{t:.4f}", now=float(cams[-1]))
+        for t in joints:
+            buf.push("joints", float(t), np.array([t, -t]), now=float(cams[-1]))
+    now = float(cams[-1]) + 0.01
+    w = node.window(now)
+    assert w.ready, w.reasons
+    for k, t in enumerate(w.times):
+        tick = rec.window(now, at=float(t))
+        assert tick.ready and tick.t_obs == t
+        assert tick.stamps == {"cam": [w.stamps["cam"][k]], "joints": [w.stamps["joints"][k]]}
+        assert tick.values["cam"] == [w.values["cam"][k]]
+        np.testing.assert_array_equal(tick.values["joints"][0], w.values["joints"][k])
+        assert w.stamps["cam"][k] == cams[cams <= t].max()  # newest frame at or before t
+        np.testing.assert_allclose(w.values["joints"][k], [t, -t])  # interpolated at t

@@ -36,14 +36,17 @@ def image(episode, step):
     return img
 
 
-def make_store(path, lengths=LENGTHS, cameras={CAM: (H, W)}, dt=DT, joints=JOINTS):
+def make_store(path, lengths=LENGTHS, cameras={CAM: (H, W)}, dt=DT, joints=JOINTS, dropped=()):
+    """Episodes of the given lengths; ``dropped``: (episode, step) ticks the recorder dropped
+    (a gap in the stamps after the previous frame)."""
     with EpisodeStore.create(path, joints, cameras, dt) as store:
         for e, n in enumerate(lengths):
             writer = store.begin_episode()
             for k in range(n):
                 q = np.array([joint_value(e, k), -joint_value(e, k)], np.float32)
                 a = np.array([action_value(e, k), -action_value(e, k)], np.float32)
-                writer.add(50.0 * e + k * dt, q, a, {c: image(e, k)[:h, :w] for c, (h, w) in cameras.items()})
+                t = 50.0 * e + (k + sum(1 for d in dropped if d[0] == e and d[1] <= k)) * dt
+                writer.add(t, q, a, {c: image(e, k)[:h, :w] for c, (h, w) in cameras.items()})
             writer.commit()
     return path
 
@@ -225,3 +228,25 @@ def test_check_dataset_empty_store(tmp_path):
     path = make_store(tmp_path / "empty.zarr", lengths=())
     with EpisodeStore.open(path) as store, pytest.raises(DatasetError, match="no episodes"):
         check_dataset(store, config())
+
+
+def test_windows_never_cross_a_gap_of_dropped_ticks(tmp_path):
+    """Issue 14.8: a dropped tick left frames 0.2 s apart that training took for 0.1 s."""
+    # Episode 1 (9 frames): the tick before step 4 was dropped, so frames 3 and 4 are 0.2 s apart.
+    path = make_store(tmp_path / "gap.zarr", dropped=[(1, 4)])
+    t_o, t_p, t_a = 2, 4, 2
+    ds = SequenceDataset(path, [1], config(t_o, t_p, t_a))
+    got = [(ds[i]["action"][:, 0].numpy() - 10100).astype(int).tolist() for i in range(len(ds))]
+    want = [steps for _, steps in brute_force_windows([1], LENGTHS, t_o, t_p, t_a)
+            if not (min(steps) <= 3 and max(steps) >= 4)]  # no window reads both 3 and 4
+    assert got == want and len(want) < LENGTHS[1] - t_p + t_a + t_o - 1
+    with EpisodeStore.open(path) as store:
+        check_dataset(store, config(t_o, t_p, t_a))  # the other windows still train
+        gaps = store.stats()["episodes"][1]["gaps"]
+    assert gaps == [{"after_frame": 3, "seconds": pytest.approx(0.2)}]
+
+
+def test_an_episode_whose_every_window_crosses_a_gap_is_named(tmp_path):
+    path = make_store(tmp_path / "gaps.zarr", lengths=(6, 6), dropped=[(1, 2), (1, 4)])
+    with EpisodeStore.open(path) as store, pytest.raises(DatasetError, match=r"episodes \[1\] give no training window"):
+        check_dataset(store, config(2, 6, 1))

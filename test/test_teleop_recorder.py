@@ -2,8 +2,8 @@
 fake cameras whose pixels count frames, and a Joy publisher.
 
 The stored episodes must hold exactly what was published at each tick: the newest
-frame at or before the tick, the joint positions interpolated at the tick, and the
-target commanded at the tick.
+frame at or before the tick, the joint positions interpolated at the tick, and as the
+action the target the arm should have reached at the tick (the one sent a tick before).
 """
 import json
 import os
@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState, Joy
@@ -65,6 +64,12 @@ class FakeArm(Node):
             if self.follow:
                 self.q = np.array(msg.points[-1].positions)
 
+    def sent(self):
+        """(stamp, target) of every command received, in order."""
+        with self.lock:
+            return [(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, np.array(m.points[-1].positions))
+                    for _, m in self.targets]
+
     def _joints(self):
         stamp = self.get_clock().now()
         with self.lock:
@@ -93,14 +98,6 @@ class FakeArm(Node):
         msg = Joy(axes=list(self.axes), buttons=list(self.buttons))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.joy.publish(msg)
-
-
-@pytest.fixture
-def ros():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
 
 
 @pytest.fixture
@@ -142,7 +139,7 @@ def idle(rec):
 
 def test_records_what_was_published_and_discards_cleanly(rig, tmp_path):
     arm, rec, _ = rig()
-    assert wait_for(lambda: rec.buffer.sample_at(rec._now(), rec._now()).ready, 10)
+    assert wait_for(lambda: rec.buffer.window(rec._now(), at=rec._now()).ready, 10)
     arm.axes[0], arm.axes[1] = 1.0, 0.5  # drive j1 and j3 while recording
     saved_windows = []
     for keep in (True, False, True):
@@ -159,7 +156,6 @@ def test_records_what_was_published_and_discards_cleanly(rig, tmp_path):
     with arm.lock:
         joint_log = list(arm.joint_log)
         frame_log = {c: list(v) for c, v in arm.frame_log.items()}
-        targets = [np.array(m.points[-1].positions) for _, m in arm.targets]
     stamps = np.array([t for t, _ in joint_log])
     qs = np.stack([q for _, q in joint_log])
     for e in range(2):
@@ -179,18 +175,28 @@ def test_records_what_was_published_and_discards_cleanly(rig, tmp_path):
             else:
                 expect = qs[j]
             assert np.allclose(ep["joint_pos"][i], expect, atol=1e-5)
-        # Each stored action is a target the arm was sent, in the order it was sent.
-        idx = [next(k for k, q in enumerate(targets) if np.allclose(q, a, atol=1e-6)) for a in ep["action"]]
-        assert idx == sorted(idx) and len(set(idx)) == len(idx)
+        # The action of tick t is the target the arm should have reached at t: the one sent
+        # at the tick before (stamped t' < t, reached at t' + 0.1), not the one sent at t.
+        sent = arm.sent()
+        for t, a in zip(ep["timestamp"], ep["action"]):
+            k = max(i for i, (s, _) in enumerate(sent) if s + 0.02 <= t)  # in effect at t (latency 0.02 s)
+            stamp, target = sent[k]
+            assert t - stamp < 0.15
+            # equal when the tick came a whole period after it; for timer jitter, the setpoint moves
+            # 0.05 rad (0.5 rad/s x 0.1 s) in the 0.08 s from the switch to the target
+            assert np.allclose(a, target, atol=0.05 / 0.08 * abs(stamp + 0.1 - t) + 1e-5), (t, a, target)
+            assert not np.allclose(a, sent[k + 1][1], atol=1e-4), "the target sent at t is the next tick's action"
         assert ep["action"][-1, 0] > ep["action"][0, 0], "j1 moved while the stick was held"
-    for _, msg in arm.targets:  # every command obeys the controller's rules
-        assert trajectory_violations(msg.joint_names, 0.0, [0.1], [list(msg.points[0].positions)], [],
-                                     JOINTS, 0.0) == []
+    for arrival, msg in arm.targets:  # every command obeys the controller's rules
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        assert stamp > 0 and arrival - 0.1 < stamp <= arrival
+        assert trajectory_violations(msg.joint_names, stamp, [0.1], [list(msg.points[0].positions)], [],
+                                     JOINTS, arrival) == []
 
 
 def test_start_refused_when_a_stream_is_stale_and_stale_ticks_are_dropped(rig, tmp_path):
     arm, rec, statuses = rig()
-    assert wait_for(lambda: rec.buffer.sample_at(rec._now(), rec._now()).ready, 10)
+    assert wait_for(lambda: rec.buffer.window(rec._now(), at=rec._now()).ready, 10)
     arm.cam_on["cam_b"] = False
     time.sleep(0.5)
     res = call(rec, "/teleop_recorder/start_episode")
@@ -212,7 +218,7 @@ def test_start_refused_when_a_stream_is_stale_and_stale_ticks_are_dropped(rig, t
 
 def test_joy_buttons_control_episodes(rig, tmp_path):
     arm, rec, _ = rig()
-    assert wait_for(lambda: rec.buffer.sample_at(rec._now(), rec._now()).ready, 10)
+    assert wait_for(lambda: rec.buffer.window(rec._now(), at=rec._now()).ready, 10)
     arm.buttons[0] = 1  # start
     assert wait_for(lambda: rec.status.state == "recording", 5)
     arm.buttons[0] = 0
@@ -307,3 +313,19 @@ def test_sigkill_mid_episode_keeps_earlier_episodes(ros, tmp_path):
     w = writable.begin_episode()
     w.add(1.0, np.zeros(3), np.zeros(3), {c: np.zeros((H, W, 3), np.uint8) for c in CAMS})
     assert w.commit() == 2
+
+
+def test_teleop_targets_go_through_the_safety_filter(rig):
+    """Issue 14.3: the recorder's commands are filtered like the policy's. The arm is at 0
+    and j1's limits are [0.5, 1]: the targets move j1 inside at the speed limit (1 rad/s)
+    instead of jumping to 0.5 at once."""
+    arm, rec, _ = rig(joint_lower_limits=[0.5, -1.0, -1.0], joint_upper_limits=[1.0, 1.0, 1.0])
+    assert wait_for(lambda: len(arm.sent()) >= 8, 10)
+    sent = arm.sent()
+    stamps = np.array([s for s, _ in sent])
+    q = np.stack([t for _, t in sent])
+    # The first command starts where the arm is (0) when the controller switches, 0.02 s after
+    # its stamp, and reaches its point at stamp + 0.1; each next one from the previous target.
+    assert abs(q[0, 0]) <= 1.0 * (0.1 - 0.02) + 1e-9
+    assert np.all(np.abs(np.diff(q[:, 0])) <= 1.0 * np.diff(stamps) + 1e-6)
+    assert q[-1, 0] == pytest.approx(0.5) and np.all(q[:, 0] <= 0.5 + 1e-9)

@@ -1,7 +1,8 @@
 """Stamped observation history, aligned across streams by header stamps (numpy only).
 
 For the newest time t_obs at which every stream has data (the oldest of the streams'
-newest stamps), the window samples T_o steps at ``t_obs - (T_o-1-k)*dt``, k = 0..T_o-1.
+newest stamps; the policy node) or a given time (the recorder's tick, T_o = 1), the
+window samples T_o steps at ``t_obs - (T_o-1-k)*dt``, k = 0..T_o-1.
 Each stream takes its newest message stamped at or before that time; streams marked
 ``interpolate`` (joint positions) interpolate linearly between the two messages
 around it. Stamps are message stamps, never arrival times.
@@ -150,32 +151,23 @@ class ObservationBuffer:
         with self._lock:
             return {n: (s.stamps[-1] if s.stamps else None) for n, s in self._streams.items()}
 
-    def sample_at(self, t: float, now: float) -> Window:
-        """One step at time ``t`` (the recorder's tick): every stream's newest message at or
-        before ``t`` (interpolated streams: at ``t``, or their newest if ``t`` is past it),
-        refused when a stream is missing or stale at ``now``."""
+    def motion(self, name: str, span: float) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """(stamp, value, velocity) of an interpolated stream's newest message; the velocity
+        is the change over the last ``span`` seconds of history (zero with one message)."""
         with self._lock:
-            reasons, stale = [], []
-            values: dict[str, list[Any]] = {}
-            stamps: dict[str, list[float]] = {}
-            for name, s in self._streams.items():
-                if not s.stamps or now - s.stamps[-1] > s.spec.max_age:
-                    age = "no data" if not s.stamps else f"stale, newest message {now - s.stamps[-1]:.3f} s old"
-                    reasons.append(f"{name}: {age}")
-                    stale.append(name)
-                    continue
-                got = s.at(t)
-                if got is None:
-                    reasons.append(f"{name}: no message at or before {t:.3f}")
-                    stale.append(name)
-                    continue
-                values[name], stamps[name] = [got[0]], [got[1]]
-            if reasons:
-                return Window(ready=False, reasons=reasons, stale=stale)
-            return Window(ready=True, t_obs=t, times=np.array([t]), values=values, stamps=stamps)
+            s = self._streams[name]
+            if not s.stamps:
+                return None
+            t, q = s.stamps[-1], s.values[-1]
+            h = min(span, t - s.stamps[0])
+            if h <= 1e-6:
+                return t, q, np.zeros_like(q)
+            return t, q, (q - s.at(t - h)[0]) / h
 
-    def window(self, now: float) -> Window:
-        """The aligned window for the newest common time, or the reasons there is none."""
+    def window(self, now: float, at: float | None = None) -> Window:
+        """The aligned window ending at ``at`` (default: the newest common time, the oldest
+        of the streams' newest stamps), or the reasons there is none. The policy node asks
+        for the default, the recorder for its tick: one sampling rule for both."""
         with self._lock:
             reasons, stale = [], []
             for name, s in self._streams.items():
@@ -189,7 +181,7 @@ class ObservationBuffer:
                     stale.append(name)
             if reasons:
                 return Window(ready=False, reasons=reasons, stale=stale)
-            t_obs = min(s.stamps[-1] for s in self._streams.values())
+            t_obs = min(s.stamps[-1] for s in self._streams.values()) if at is None else at
             k = np.arange(self.n_obs_steps)
             times = t_obs - (self.n_obs_steps - 1 - k) * self.dt
             values: dict[str, list[Any]] = {}
@@ -201,7 +193,8 @@ class ObservationBuffer:
                     if got is None:
                         reasons.append(
                             f"{name}: history starts at {s.stamps[0]:.3f}, "
-                            f"the window needs {times[0]:.3f} (waiting for {self.n_obs_steps} steps)"
+                            f"the window needs {times[0]:.3f}"
+                            + (f" (waiting for {self.n_obs_steps} steps)" if at is None else "")
                         )
                         break
                     vals.append(got[0])

@@ -6,7 +6,7 @@
 The bag is replayed, not resampled by hand: every message goes, in log-time order (the
 time ros2 bag received it), into the same ObservationBuffer the live teleop_recorder
 fills, with ``now`` = its log time. Record ticks run every dt from the first log time at
-which every stream has data, and each tick t is sampled with ``sample_at(t, t)`` before
+which every stream has data, and each tick t is sampled with ``window(t, at=t)`` (the recorder's rule) before
 any message logged after t is pushed, so a tick sees exactly what the recorder would have
 seen at t:
 
@@ -15,9 +15,11 @@ seen at t:
 
     camera      newest frame with header.stamp <= t
     joint_pos   the listed joints (by name), interpolated at t (newest if t is past it)
-    action      the first point of the newest JointTrajectory at or before t, reordered by
-                its joint_names; stamped by its header, or by its log time when the header
-                stamp is zero ("start now", as the recorder and the policy node send them)
+    action      the joint target the arm should have reached at t (docs/timing.md): the
+                controller's setpoint at t by the JointTrajectory messages logged up to t,
+                each taken over at its log time and followed as the controller does
+                (``core.command.Command``: from where it was, linearly to each point at
+                stamp + time_from_start, stamp 0 meaning the log time; then holding the last)
 
 A tick with a missing or stale stream (older than max_obs_age at t) is dropped and counted
 by reason. Images are decoded to RGB and resized only for the ticks that are stored. The
@@ -41,6 +43,7 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from dp_ros.core.command import Command
 from dp_ros.core.obs_buffer import ObservationBuffer, StreamSpec
 from dp_ros.dataset.store import DatasetError, EpisodeStore
 from dp_ros.imaging import ImageError, decode_compressed, decode_image, resize_rgb
@@ -110,6 +113,24 @@ class _JointPicker:
         if not np.all(np.isfinite(q)):
             return f"{self.what}: NaN or infinite position"
         return q
+
+
+def _command(msg, picker: _JointPicker, arrival: float, buffer: ObservationBuffer) -> Command | str | None:
+    """The controller's path after a JointTrajectory message, a rejection reason, or None."""
+    if not msg.points:
+        return "trajectory: no points"
+    points = []
+    for point in msg.points:
+        q = picker.pick(msg.joint_names, point.positions)
+        if q is None or isinstance(q, str):
+            return q
+        points.append(q)
+    tfs = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+    if np.any(np.diff(tfs) <= 0):
+        return "trajectory: time_from_start does not increase"
+    previous, measured = buffer.newest(ACTION), buffer.newest(JOINTS)
+    current = (previous[1].at(arrival) if previous else measured[1] if measured else points[0])
+    return Command.from_message(arrival, current, _sec(_stamp_ns(msg.header)), tfs, np.stack(points))
 
 
 @dataclass(frozen=True)
@@ -234,7 +255,7 @@ def _replay(reader, connections, writer, bag, joint_names, cameras, size, dt_ns,
         nonlocal ticks
         ticks += 1
         t = _sec(t_ns)
-        win = buffer.sample_at(t, t)
+        win = buffer.window(t, at=t)
         if not win.ready:
             key = "stale: " + ", ".join(win.stale)
             if not drops[key]:
@@ -258,7 +279,7 @@ def _replay(reader, connections, writer, bag, joint_names, cameras, size, dt_ns,
                                 cam, rgb.shape[1], rgb.shape[0], size[1], size[0])
                 decoded[cam] = (frame, resize_rgb(rgb, *size))
             images[cam] = decoded[cam][1]
-        writer.add(t, win.values[JOINTS][0], win.values[ACTION][0], images)
+        writer.add(t, win.values[JOINTS][0], win.values[ACTION][0].at(t), images)
         stored_t.append(t)
 
     next_tick: int | None = None
@@ -277,9 +298,8 @@ def _replay(reader, connections, writer, bag, joint_names, cameras, size, dt_ns,
             elif conn.msgtype == JOINT_STATE:
                 stream, stamp, value = JOINTS, _stamp_ns(msg.header), joint_state.pick(msg.name, msg.position)
             else:
-                stream, stamp = ACTION, _stamp_ns(msg.header) or log_ns
-                value = (trajectory.pick(msg.joint_names, msg.points[0].positions) if msg.points
-                         else "trajectory: no points")
+                stream, stamp = ACTION, log_ns  # the controller takes a command over when it arrives
+                value = _command(msg, trajectory, now, buffer)
             if value is None:
                 continue
             reason = value if isinstance(value, str) else buffer.push(stream, _sec(stamp), value, now)

@@ -77,6 +77,16 @@ def format_info(info: dict) -> str:
     measured = (f"{info['measured_rate_hz']:.2f} Hz measured" + (f" (episodes {min(rates):.2f}..{max(rates):.2f})")
                 if info["measured_rate_hz"] else "not measurable")
     lines.append(f"rate      {measured}, nominal {info['nominal_rate_hz']:.2f} Hz (dt {info['dt']:g} s)")
+    gappy = [e for e in info["episodes"] if e["gaps"]]
+    if gappy:
+        total = sum(len(e["gaps"]) for e in gappy)
+        worst = max((g["seconds"], e["index"], g["after_frame"]) for e in gappy for g in e["gaps"])
+        listed = ", ".join(f"{e['index']} ({len(e['gaps'])})" for e in gappy[:10]) + (" ..." if len(gappy) > 10 else "")
+        lines.append(f"gaps      {total} in {len(gappy)} episodes (frames more than 1.5 dt apart: dropped ticks; "
+                     f"training uses no window across one): episodes {listed}; largest {worst[0]:.3f} s in "
+                     f"episode {worst[1]} after frame {worst[2]}")
+    else:
+        lines.append("gaps      none (no frames more than 1.5 dt apart)")
     cams = ", ".join(f"{c} {h}x{w}" for c, (h, w) in info["cameras"].items()) or "none"
     lines.append(f"cameras   {cams}  (H x W, uint8 RGB)")
     lines.append(f"joints    {', '.join(info['joint_names'])}")

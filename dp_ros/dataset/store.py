@@ -63,6 +63,16 @@ _CAMERA_NAME = re.compile(r"[A-Za-z0-9_]+")
 _COMMIT_BLOCK_BYTES = 64 << 20  # images are copied from staging to zarr in blocks of this size
 
 
+GAP_FACTOR = 1.5  # consecutive frames further apart than this many dt: a gap (dropped record ticks)
+
+
+def find_gaps(timestamps: np.ndarray, dt: float, factor: float = GAP_FACTOR) -> np.ndarray:
+    """Indices g (int64) where frames g and g+1 of one episode are more than ``factor * dt``
+    apart: record ticks were dropped there, so the frames are not evenly spaced."""
+    t = np.asarray(timestamps, dtype=np.float64)
+    return np.flatnonzero(np.diff(t) > factor * dt).astype(np.int64)
+
+
 class DatasetError(ValueError):
     """A dataset that cannot be created, opened or written; the message says what to do."""
 
@@ -386,7 +396,8 @@ class EpisodeStore:
         return {key: arr[s] for key, arr in self._data.items()}
 
     def stats(self) -> dict[str, Any]:
-        """Episode lengths, durations (first to last frame) and record rates; min/max/mean/std
+        """Episode lengths, durations (first to last frame), record rates and gaps (dropped
+        ticks: ``find_gaps``); min/max/mean/std
         per dimension of joint_pos, action and each state key. Plain Python types (JSON-ready)."""
         n = self.n_frames
         t = self._data["timestamp"][:n]
@@ -394,8 +405,11 @@ class EpisodeStore:
         episodes = []
         for i, (a, b) in enumerate(zip(starts, self._ends.astype(int))):
             span = float(t[b - 1] - t[a])
+            gaps = find_gaps(t[a:b], self.dt)
             episodes.append({"index": i, "frames": int(b - a), "duration_s": span,
-                             "rate_hz": float(b - a - 1) / span if span > 0 else None})
+                             "rate_hz": float(b - a - 1) / span if span > 0 else None,
+                             "gaps": [{"after_frame": int(g), "seconds": float(t[a + g + 1] - t[a + g])}
+                                      for g in gaps]})
         out: dict[str, Any] = {"n_episodes": self.n_episodes, "n_frames": n, "dt": self.dt,
                                "nominal_rate_hz": 1.0 / self.dt, "episodes": episodes}
         for key in ("joint_pos", "action", *self.state_dims):

@@ -1,16 +1,21 @@
 """teleop_recorder: drive the arm with a teleop device and record demonstrations.
 
-Every record tick (period dt, default 0.1 s):
+Every record tick t (period dt, default 0.1 s):
 
-1. the teleop device (Joy axes or a leader arm) gives the joint target for this tick,
-   which is sent to the joint_trajectory_controller (one point, dt ahead, start now);
-2. while an episode is recording, the observation at the tick time t (each camera's
-   newest frame stamped at or before t, joint positions interpolated at t) and the
-   target commanded at t are handed to a writer thread, which converts the frames to
-   RGB at the storage size and stages them. The observation for tick t is sampled one
+1. the teleop device (Joy axes or a leader arm) gives the joint target for t + dt,
+   which goes through the safety filter (the same one as the policy node's commands:
+   speed limited from where the controller will be when it switches) and is sent to
+   the joint_trajectory_controller (one point, stamped t, reached at t + dt);
+2. while an episode is recording, the observation at t (each camera's newest frame
+   stamped at or before t, joint positions interpolated at t: the rule the policy node
+   samples its window by) and the action of t are handed to a writer thread, which
+   converts the frames to RGB at the storage size and stages them. The action of t is
+   the joint target the arm should have reached at t, by the commands sent so far (the
+   target sent at t - dt): docs/timing.md. The observation for tick t is sampled one
    tick later, so that messages stamped around t have arrived and the joints can be
    interpolated at t rather than held at the last message before it. A tick whose
-   streams are stale is dropped and counted, never stored half.
+   streams are stale is dropped and counted, never stored half; its absence shows in
+   the stored tick stamps (training never bridges such a gap).
 
 Episodes are committed atomically by ``dp_ros.dataset.store`` (stop = save); a crash
 loses only the episode being recorded. Episode control: Joy buttons and the services
@@ -25,6 +30,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from geometry_msgs.msg import PoseArray
@@ -33,13 +39,14 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from dp_ros.core.command import Command, CommandLog, start_position
 from dp_ros.core.obs_buffer import ObservationBuffer, StreamSpec
-from dp_ros.core.safety import JointLimits
+from dp_ros.core.safety import JointLimits, UnsafeChunk, filter_chunk, hold_command
 from dp_ros.core.teleop import AxisMapping, JoyTeleop, LeaderTeleop
 from dp_ros.dataset.store import DatasetError, EpisodeStore
 from dp_ros.nodes.common import (
-    AspectWarner, JointPicker, declare_read_only, image_msg_to_rgb, pose_positions, sec_to_duration, spin_node,
-    stamp_to_sec,
+    AspectWarner, JointPicker, declare_read_only, image_msg_to_rgb, pose_positions, sec_to_duration, sec_to_time,
+    spin_node, stamp_to_sec,
 )
 
 NODE_NAME = "teleop_recorder"
@@ -96,9 +103,15 @@ class TeleopRecorder(Node):
         joint_topic = p("joint_states_topic", "/joint_states", "the follower's sensor_msgs/JointState")
         traj_topic = p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory",
                        "the controller's trajectory_msgs/JointTrajectory topic")
+        self.tracking_tolerance = p("tracking_tolerance", 0.1, "rad (m); measured further than this from where "
+                                    "the last command put the controller: start the next one from the measurement",
+                                    lo=1e-4, hi=10.0)
+        self.latency = p("execution_latency", 0.02, "seconds from publishing to the controller acting: the "
+                         "controller is taken to switch to a new target then", lo=0.0, hi=1.0)
         if len(lower) != n or len(upper) != n:
-            raise ValueError(f"joint_lower_limits and joint_upper_limits need {n} values each")
-        self.limits = JointLimits(lower, upper, np.full(n, speed))
+            raise ValueError(f"joint_lower_limits and joint_upper_limits need {n} values each, one per joint in "
+                             f"{list(self.joint_names)}; got {len(lower)} and {len(upper)}")
+        self.limits = JointLimits(lower, upper, np.full(n, speed), self.joint_names)  # ValueError naming joints
 
         if device == "joy":
             k = min(n, 6)  # default: the first axes drive the first joints, in order
@@ -144,7 +157,8 @@ class TeleopRecorder(Node):
         self.status = _Status(episode=self.store.n_episodes)
         self._lock = threading.Lock()
         self._writer = None
-        self._pending: tuple[float, np.ndarray] | None = None  # (t, target) awaiting its observation
+        self._pending: float | None = None  # the tick whose observation is sampled at the next tick
+        self._commands = CommandLog()  # what was sent: the action of a tick is the setpoint then
         self._jobs: queue.Queue = queue.Queue(maxsize=int(2.0 / self.dt) + 4)  # about 2 s of ticks
         self._aspect = AspectWarner(log)
         self._joints = JointPicker(self.joint_names)
@@ -236,7 +250,7 @@ class TeleopRecorder(Node):
         with self._lock:
             if self.status.state != "idle":
                 return False, f"cannot start: an episode is {self.status.state}"
-            win = self.buffer.sample_at(self._now(), self._now())
+            win = self.buffer.window(self._now(), at=self._now())
             if not win.ready:
                 return False, "cannot start: " + "; ".join(win.reasons)
             try:
@@ -268,35 +282,18 @@ class TeleopRecorder(Node):
 
     def _tick(self) -> None:
         now = self._now()
-        got = self.buffer.newest(JOINTS)
-        measured = got[1] if got is not None and now - got[0] <= self.max_age else None
-        if measured is not None:
-            if self.teleop.target is None:
-                self.teleop.reset(measured)
-            target = self.teleop.step(now, self.dt)
-            # No wind-up: the target never leads the measured position by more than two ticks of motion.
-            lead = 2.0 * self.dt * self.limits.max_velocity
-            target = np.clip(target, measured - lead, measured + lead)
-            self.teleop.target = target.copy()
-            msg = JointTrajectory(joint_names=list(self.joint_names), points=[JointTrajectoryPoint(
-                positions=[float(x) for x in target], time_from_start=sec_to_duration(self.dt))])
-            self._traj_pub.publish(msg)
-        else:
-            target = None
+        self._command_step(now)
         with self._lock:
             recording = self.status.state == "recording"
-            pending, self._pending = self._pending, None
-            if recording:
-                if target is None:
-                    self.status.dropped += 1
-                    self.status.last_drop = f"stale: {JOINTS}: no fresh joint state"
-                else:
-                    self._pending = (now, target)
+            pending, self._pending = self._pending, (now if recording else None)
         if pending is not None and recording:
-            t, action = pending
-            win = self.buffer.sample_at(t, now)
+            t = pending
+            action = self._commands.at(t)  # the target the arm should have reached at t
+            win = self.buffer.window(now, at=t)
             if not win.ready:
                 self._drop("stale: " + "; ".join(win.reasons))
+            elif action is None:
+                self._drop("no command had been sent for the tick (no fresh joint state before it)")
             else:
                 frames = {c: win.values[c][0] for c in self.cameras}
                 states = {k: win.values[k][0] for k in self.states}
@@ -305,6 +302,53 @@ class TeleopRecorder(Node):
                 except queue.Full:
                     self._drop("the writer is behind (disk too slow?)")
         self._publish_status()
+
+    def _command_step(self, now: float) -> None:
+        """Send the teleop target for now + dt, through the safety filter; nothing without a
+        fresh joint state."""
+        measured = self.buffer.motion(JOINTS, self.dt)
+        if measured is None or now - measured[0] > self.max_age:
+            return
+        q = measured[1]
+        if self.teleop.target is None:
+            self.teleop.reset(q)
+        target = self.teleop.step(now, self.dt)
+        # No wind-up: the target never leads the measured position by more than two ticks of motion.
+        lead = 2.0 * self.dt * self.limits.max_velocity
+        target = np.clip(target, q - lead, q + lead)
+        t_switch = now + self.latency
+        start, note = start_position(self._commands.current, t_switch, measured, now, self.max_age,
+                                     self.limits.max_velocity, self.tracking_tolerance)
+        if note:
+            self.get_logger().warning(note, throttle_duration_sec=2.0)
+        try:
+            safe = filter_chunk(np.array([now + self.dt]), target[None, :], t_switch, start, self.limits).positions
+        except UnsafeChunk as exc:
+            self.get_logger().error(f"teleop target refused: {exc}", throttle_duration_sec=2.0)
+            return
+        self.teleop.target = safe[0].copy()
+        self._send(now, t_switch, start, safe)
+
+    def _send(self, now: float, t_switch: float, start: np.ndarray, positions: np.ndarray) -> None:
+        """One point, stamped now, reached at now + dt; remembered as the controller's command."""
+        msg = JointTrajectory(joint_names=list(self.joint_names), points=[JointTrajectoryPoint(
+            positions=[float(x) for x in positions[0]], time_from_start=sec_to_duration(self.dt))])
+        msg.header.stamp = sec_to_time(now)
+        self._traj_pub.publish(msg)
+        self._commands.add(Command(t_switch, start, np.array([now + self.dt]), positions))
+
+    def shutdown(self) -> None:
+        """Stop: the episode being recorded is discarded (destroy_node), the arm holds."""
+        now = self._now()
+        t_switch = now + self.latency
+        start, _ = start_position(self._commands.current, t_switch, self.buffer.motion(JOINTS, self.dt), now,
+                                  self.max_age, self.limits.max_velocity, self.tracking_tolerance)
+        if start is None:
+            self.get_logger().info("stopping; no fresh joint state, so no hold command was sent")
+            return
+        self._send(now, t_switch, start, hold_command(t_switch, start, self.dt, self.limits).positions)
+        self._traj_pub.wait_for_all_acked(Duration(seconds=1.0))
+        self.get_logger().info("stopping: holding where the arm will be")
 
     def _drop(self, reason: str) -> None:
         with self._lock:

@@ -16,6 +16,10 @@ At most T_o-1 steps are padded before the episode and T_a-1 after it; the newest
 observation (step s+T_o-1) is always recorded, since T_a <= T_p - T_o + 1. An
 episode gives L - T_p + T_a + T_o - 1 windows, and windows never cross episodes.
 
+Windows never cross a gap either: where the recorder dropped ticks, two consecutive
+frames lie more than 1.5 dt apart (``store.find_gaps``), and a window spanning them
+would teach the policy a motion at the wrong speed; such windows are left out.
+
 DataLoader workers (fork or spawn): a pickled dataset carries no zarr handle, and a
 forked worker does not use its parent's. Each process opens the store on its first
 ``__getitem__`` and then keeps the low-dim arrays in memory (they are small); images are read per sample, the T_o
@@ -33,7 +37,7 @@ import torch
 import zarr
 
 from dp_ros.core.normalizer import Normalizer
-from dp_ros.dataset.store import DatasetError, EpisodeStore
+from dp_ros.dataset.store import DatasetError, EpisodeStore, find_gaps
 from dp_ros.model.config import PolicyConfig
 
 DT_TOLERANCE = 1e-6  # s
@@ -93,6 +97,20 @@ def check_dataset(store: EpisodeStore, cfg: PolicyConfig, exclude: Sequence[int]
         problems.append(f"{listed}{more} {'is' if short.size == 1 else 'are'} too short for one training window "
                         f"(T_p - T_a - T_o + 2 = {need} frames): exclude {'it' if short.size == 1 else 'them'} "
                         "(training.exclude_episodes) or lower the horizon")
+    stamps = _data_group(store.path)["timestamp"]
+    gappy = []
+    for i in range(store.n_episodes):
+        if i in exclude or lengths[i] < need:
+            continue
+        sl = store.episode_slice(i)
+        gaps = find_gaps(stamps[sl], store.dt)
+        if len(gaps) and not len(window_starts(int(lengths[i]), cfg.n_obs_steps, cfg.horizon, cfg.n_action_steps,
+                                               gaps)):
+            gappy.append(i)
+    if gappy:
+        problems.append(f"episodes {gappy[:_MAX_LISTED]}{' ...' if len(gappy) > _MAX_LISTED else ''} give no "
+                        "training window: every window crosses a gap of dropped record ticks (dp_ros dataset info "
+                        "lists them); exclude them (training.exclude_episodes)")
     if problems:
         raise DatasetError(f"{store.path} cannot train this policy: " + "; ".join(problems))
 
@@ -128,6 +146,20 @@ def fit_normalizer(store: EpisodeStore, episodes: Sequence[int], lowdim_keys=("j
     return Normalizer.fit(stats)
 
 
+def window_starts(length: int, t_o: int, t_p: int, t_a: int, gaps: np.ndarray = np.zeros(0, np.int64)) -> np.ndarray:
+    """The first step s of every window of an episode of ``length`` frames that crosses none
+    of ``gaps`` (g: frames g and g+1 are not one dt apart)."""
+    starts = np.arange(-(t_o - 1), length - t_p + t_a, dtype=np.int64)  # last: L - T_p + T_a - 1
+    if len(gaps) == 0:
+        return starts
+    before = np.zeros(length, np.int64)  # before[r]: gaps between frames 0..r
+    before[np.asarray(gaps) + 1] = 1
+    before = np.cumsum(before)
+    first = np.clip(starts, 0, length - 1)  # the rows a window reads, clamped into the episode
+    last = np.clip(starts + t_p - 1, 0, length - 1)
+    return starts[before[last] == before[first]]
+
+
 class SequenceDataset(torch.utils.data.Dataset):
     """Windows of the given episodes: {"obs": {camera: uint8 (T_o, H, W, 3), lowdim key:
     float32 (T_o, D)}, "action": float32 (T_p, J)}. Call check_dataset() first."""
@@ -138,10 +170,11 @@ class SequenceDataset(torch.utils.data.Dataset):
         t_o, t_p, t_a = cfg.n_obs_steps, cfg.horizon, cfg.n_action_steps
         rows = []
         with EpisodeStore.open(self.path) as store:  # read-only: no lock; not kept (see _open)
+            stamps = _data_group(self.path)["timestamp"]
             for e in episodes:
                 sl = store.episode_slice(e)
                 length = sl.stop - sl.start
-                starts = np.arange(-(t_o - 1), length - t_p + t_a, dtype=np.int64)  # last: L - T_p + T_a - 1
+                starts = window_starts(length, t_o, t_p, t_a, find_gaps(stamps[sl], store.dt))
                 rows.append(np.stack([np.full_like(starts, sl.start), np.full_like(starts, length), starts], axis=1))
         # (N, 3): the episode's first row in the store, its length, the window start s
         self._windows = np.concatenate(rows) if rows else np.zeros((0, 3), np.int64)
