@@ -18,6 +18,8 @@ still has open or mapped.
 import os
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 101))
 
@@ -54,6 +56,8 @@ def _paths_in_use_by_other_processes():
 
 _SHM_AT_START = _fastdds_shm_files()
 
+pytest_plugins = ["policy_rig"]  # the policy node test rig's fixtures: checkpoint, rig
+
 
 def pytest_sessionfinish(session, exitstatus):
     new_files = _fastdds_shm_files() - _SHM_AT_START
@@ -66,3 +70,14 @@ def pytest_sessionfinish(session, exitstatus):
                 path.unlink()
             except FileNotFoundError:
                 pass
+
+
+@pytest.fixture
+def ros():
+    """A fresh rclpy context for one test (nodes of different tests never meet)."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)

@@ -2,105 +2,24 @@
 
 Every published trajectory is checked against the controller's acceptance rules.
 """
-import json
 import time
 
 import numpy as np
 import pytest
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
-from trajectory_msgs.msg import JointTrajectory
 
 from dp_ros.core.trajectory_rules import trajectory_violations
 from dp_ros.nodes.policy_node import PolicyNode, stamp_to_sec
 
-from ros_helpers import JOINTS, FakeSensors, Recorder, Spinner, image_msg, make_checkpoint, params, wait_for
+from ros_helpers import JOINTS, image_msg, params, wait_for
+from policy_rig import URDF
 
 DT = 0.1
 T_A = 4
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "policy")
-
-
-@pytest.fixture
-def ros():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
-
-
-class Rig:
-    def __init__(self, ctx, checkpoint, compressed=(), **overrides):
-        kw = dict(model_path=str(checkpoint), enabled_on_start=True, max_obs_age=0.2, max_joint_speed=10.0)
-        kw.update(overrides)
-        self.ctx = ctx
-        self.node = PolicyNode(context=ctx, parameter_overrides=params(**kw))
-        self.sensors = FakeSensors(ctx, compressed=compressed)
-        self.rec = Recorder(ctx, {
-            "traj": (JointTrajectory, "/joint_trajectory_controller/joint_trajectory"),
-            "diag": (DiagnosticArray, "/diagnostics"),
-            "status": (String, "/dp_policy/status"),
-        })
-        self.spin = Spinner(ctx, self.node, self.sensors, self.rec)
-
-    def trajectories(self):
-        return self.rec.get("traj")
-
-    def statuses(self):
-        return [json.loads(m.data) for _, m in self.rec.get("status")]
-
-    def diagnostics(self):
-        return [m.status[0] for _, m in self.rec.get("diag")]
-
-    def call(self, srv_type, name, request, timeout=5.0):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout), name
-        future = client.call_async(request)
-        assert wait_for(future.done, timeout)
-        return future.result()
-
-    def set_params(self, **values):
-        req = SetParameters.Request()
-        for k, v in values.items():
-            if isinstance(v, bool):
-                pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
-            elif isinstance(v, int):
-                pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
-            else:
-                pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(v))
-            req.parameters.append(ParameterMsg(name=k, value=pv))
-        return self.call(SetParameters, "/dp_policy/set_parameters", req).results
-
-    def close(self):
-        self.spin.stop()
-        for n in (self.node, self.sensors, self.rec):
-            n.destroy_node()
-
-
-@pytest.fixture
-def rig(ros, checkpoint):
-    rigs = []
-
-    def make(compressed=(), **overrides):
-        r = Rig(ros, checkpoint, compressed=compressed, **overrides)
-        rigs.append(r)
-        return r
-
-    yield make
-    for r in rigs:
-        r.close()
 
 
 def check_message(msg, arrival, latency=0.02):
@@ -193,14 +112,27 @@ def test_starts_disabled_and_enable_disable_reset(rig):
     res = r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=True))
     assert res.success and res.message == "enabled"
     assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=20)
+    time.sleep(0.2)  # into the chunk
 
     res = r.call(SetBool, "/dp_policy/enable", SetBool.Request(data=False))
-    assert res.success and "holding the measured position" in res.message
+    assert res.success and "holding where the arm will be" in res.message
     time.sleep(0.6)
-    # The last message is the hold: one point at the measured position, starting now.
-    _, hold = r.trajectories()[-1]
-    assert len(hold.points) == 1 and stamp_to_sec(hold.header.stamp) == 0.0
-    assert np.allclose(hold.points[0].positions, r.sensors.position)
+    # The last message is the hold: one point where the running chunk has the controller
+    # when it switches (execution_latency after sending), reached a period later.
+    arrival, hold = r.trajectories()[-1]
+    _, last_chunk = r.trajectories()[-2]
+    stamp = stamp_to_sec(hold.header.stamp)
+    assert len(hold.points) == 1 and arrival - 0.5 < stamp <= arrival
+    tfs = hold.points[0].time_from_start.sec + hold.points[0].time_from_start.nanosec * 1e-9
+    assert tfs == pytest.approx(0.02 + DT)
+    q = np.array(hold.points[0].positions)
+    chunk = np.array([p.positions for p in last_chunk.points])
+    times = stamp_to_sec(last_chunk.header.stamp) + np.array(
+        [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in last_chunk.points])
+    if stamp + 0.02 >= times[0]:  # (before its first point it would come from the chunk's own start)
+        expect = [np.interp(stamp + 0.02, times, chunk[:, j]) for j in range(chunk.shape[1])]
+        np.testing.assert_allclose(q, expect, atol=1e-5)  # stamps at ~1.8e9 s carry ~2e-7 s of rounding
+    assert np.allclose(q, r.node._planner.command.positions[-1])  # the hold is now what the controller runs
     n = len(r.trajectories())
     time.sleep(1.0)
     assert len(r.trajectories()) == n, "nothing after disabling"
@@ -216,9 +148,9 @@ def test_parameters_through_set_parameters_service(rig):
     seen_steps = []
     real = r.node.runner.predict
 
-    def spy(obs, steps=None, noise=None):
+    def spy(obs, steps=None, noise=None, **kw):
         seen_steps.append(steps)
-        return real(obs, steps, noise)
+        return real(obs, steps, noise, **kw)
 
     r.node.runner.predict = spy
     assert wait_for(lambda: len(r.trajectories()) >= 1, timeout=20)
@@ -239,8 +171,10 @@ def test_parameters_through_set_parameters_service(rig):
     assert not res.successful
     (res,) = r.set_params(execution_latency=5.0)
     assert not res.successful and res.reason
-    (res,) = r.set_params(execution_latency=0.9)  # in range, but longer than a whole chunk (8 x 0.1 s)
-    assert not res.successful and "longer than a whole chunk" in res.reason
+    (res,) = r.set_params(execution_latency=0.25)  # in range, but the 3 executed actions span only 0.2 s
+    assert not res.successful and "shorter than the executed actions' span" in res.reason
+    (res,) = r.set_params(action_horizon=1)  # one action, at t_obs: always due with a latency of 0.02 s
+    assert not res.successful and "every chunk would be over budget" in res.reason
     (res,) = r.set_params(dt=0.2)
     assert not res.successful and "read-only" in res.reason.lower().replace("read only", "read-only")
     assert r.node.get_parameter("action_horizon").value == 3
@@ -346,14 +280,6 @@ def test_backend_is_held_against_the_reference_at_startup(ros, checkpoint, monke
     assert node._check == "not run (verify_backend is false)"
     node.destroy_node()
 
-URDF = """<robot name="arm">
-  <link name="base"/><link name="l1"/><link name="l2"/><link name="l3"/>
-  <joint name="shoulder" type="revolute"><parent link="base"/><child link="l1"/>
-    <limit lower="-0.05" upper="0.05" velocity="5.0" effort="10"/></joint>
-  <joint name="elbow" type="revolute"><parent link="l1"/><child link="l2"/>
-    <limit lower="-3" upper="3" velocity="0.2" effort="10"/></joint>
-  <joint name="wrist" type="continuous"><parent link="l2"/><child link="l3"/></joint>
-</robot>"""
 
 
 def test_limits_from_robot_description_and_speed_limit(rig, ros):
@@ -363,7 +289,7 @@ def test_limits_from_robot_description_and_speed_limit(rig, ros):
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pub = r.sensors.create_publisher(String, "/robot_description", latched)
     pub.publish(String(data=URDF))
-    assert wait_for(lambda: bool(r.node._urdf_limits), timeout=20)
+    assert wait_for(lambda: bool(r.node.params.urdf_limits), timeout=20)
     r.rec.clear()
     assert wait_for(lambda: len(r.trajectories()) >= 3, timeout=20)
     for arrival, msg in r.trajectories():

@@ -54,3 +54,18 @@ def schedule_chunk(
         return None
     first = int(np.argmax(keep))  # times increase, so the kept ones are a suffix
     return TimedChunk(origin=origin, times=times[first:], positions=exe[first:], dropped=first)
+
+
+def latency_problem(execution_latency: float, n_action_steps: int, dt: float, offset: float = 0.0) -> str | None:
+    """Why these settings can never publish a chunk, or None.
+
+    The executed actions span ``t_obs + offset ... t_obs + offset + (T_a-1)*dt``, and
+    inference ends after t_obs, so an action is kept only if it is due after
+    ``now + execution_latency``: a latency that reaches past the last action leaves
+    nothing, whatever the inference time."""
+    span = offset + (n_action_steps - 1) * dt
+    if execution_latency >= span:
+        return (f"execution_latency {execution_latency:g} s must be shorter than the executed actions' span after "
+                f"t_obs, action_time_offset + (action_horizon - 1) * dt = {offset:g} + {n_action_steps - 1} x "
+                f"{dt:g} = {span:g} s: every chunk would be over budget")
+    return None

@@ -1,6 +1,8 @@
 """Helpers shared by the node shells: time conversion, image messages, parameters."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -169,26 +171,52 @@ class InProcessNodes:
 
 
 def spin_node(make_node, name: str, args=None) -> int:
-    """rclpy.init, build the node (a start-up error is logged, exit code 1), spin a
-    single-threaded executor until Ctrl-C or shutdown, clean up."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    """Run one node until SIGINT or SIGTERM, then stop it cleanly; the exit code.
 
-    rclpy.init(args=args)
+    ``ros2 launch`` forwards Ctrl-C to each node, which also gets it from the terminal:
+    two SIGINTs, in any order, possibly while the node is already stopping. rclpy's own
+    handlers turn a signal into a KeyboardInterrupt wherever the main thread happens to
+    be (in a callback, or in the middle of the clean-up), so they are not installed:
+    a signal only sets a flag, the executor spins in short slices until it is set, and
+    then the node's ``shutdown()`` (if it has one: the last safe command, closing
+    files) runs before it is destroyed. More signals while stopping are ignored
+    (``ros2 launch`` escalates to SIGKILL if a node does not stop).
+    A start-up error is logged, exit code 1.
+    """
+    import signal
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = threading.Event()
+
+    def on_signal(*_):
+        stop.set()
+        # From now on signals are ignored, also while Python finalizes (it puts back the
+        # default action, death by signal, for handlers it installed, but not for SIG_IGN).
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        node = make_node()
-    except Exception as exc:  # bad parameters, an unusable checkpoint or dataset
-        rclpy.logging.get_logger(name).fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        try:
+            node = make_node()
+        except Exception as exc:  # bad parameters, an unusable checkpoint or dataset
+            rclpy.logging.get_logger(name).fatal(f"cannot start: {exc}")
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+            if hasattr(node, "shutdown"):
+                node.shutdown()
+        finally:
+            executor.shutdown()
+            node.destroy_node()
     finally:
-        executor.shutdown()
-        node.destroy_node()
         rclpy.try_shutdown()
     return 0

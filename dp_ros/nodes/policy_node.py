@@ -16,13 +16,12 @@ Topics, services and parameters are documented in the README ("The policy node")
 from __future__ import annotations
 
 import json
-import math
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from geometry_msgs.msg import PoseArray
@@ -31,6 +30,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from dp_ros.core.chunking import TimedChunk
 from dp_ros.core.safety import JointLimits
 from dp_ros.core.trajectory_rules import trajectory_violations
 from dp_ros.core.urdf import parse_joint_limits
@@ -38,8 +38,10 @@ from dp_ros.nodes.common import (
     AspectWarner, JointPicker, describe, image_msg_to_rgb, pose_positions, sec_to_duration, sec_to_time, spin_node,
     stamp_to_sec,
 )
+from dp_ros.nodes.policy_params import PolicyParameters
 from dp_ros.paths import share_dir
 from dp_ros.runtime.backends import check_against_reference, compile_option, load_runner, resolve_model_path
+from dp_ros.runtime.chunk_log import ChunkLog
 from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
 
 NODE_NAME = "dp_policy"
@@ -47,19 +49,10 @@ TRAJECTORY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-@dataclass
-class _Counters:
-    chunks: int = 0
-    over_budget: int = 0
-    refused: int = 0
-    dropped_actions: int = 0
-    rejected_msgs: int = 0
-    speed_limited: int = 0
-    limit_clamped: int = 0
-
-
 class PolicyNode(Node):
-    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+    def __init__(self, node_name: str = NODE_NAME, runner=None, **kwargs):
+        """``runner``: run this instead of loading model_path (a loaded PolicyRunner, or
+        the recorded actions of ``dp_ros sim replay``); it is not checked at start-up."""
         super().__init__(node_name, **kwargs)
         log = self.get_logger()
 
@@ -81,17 +74,24 @@ class PolicyNode(Node):
         verify_tolerance = self.declare_parameter("verify_tolerance", 0.02, describe(
             "largest start-up difference from the reference, as a fraction of each joint's range in the "
             "training data", read_only=True, lo=1e-6, hi=1.0)).value
-        if not model_path:
-            raise ValueError("parameter model_path is empty: set it to a checkpoint directory")
-        path = resolve_model_path(model_path, share_dir())
-        options = {} if torch_compile is None else {"compile": torch_compile}  # None: the backend's default
-        self.runner = load_runner(path, backend, device, **options)
+        spacing = self.declare_parameter("timestep_spacing", "", describe(
+            "DDIM timestep spacing: empty for the checkpoint's, capped, trailing or leading (docs/model.md)",
+            read_only=True)).value
+        self._check = "not run (verify_backend is false)"
+        if runner is not None:
+            verify, self._check = False, "not run (the runner was given)"
+        else:
+            if not model_path:
+                raise ValueError("parameter model_path is empty: set it to a checkpoint directory")
+            options = {} if torch_compile is None else {"compile": torch_compile}  # None: the backend's default
+            runner = load_runner(resolve_model_path(model_path, share_dir()), backend, device,
+                                 timestep_spacing=spacing or None, **options)
+        self.runner = runner
         cfg = self.cfg = self.runner.config
         warm = self.runner.warm_up()
-        log.info(f"loaded {path} on {self.runner.backend_name}/{self.runner.device}: "
+        log.info(f"loaded {self.runner.path} on {self.runner.backend_name}/{self.runner.device}: "
                  f"T_o={cfg.n_obs_steps} T_p={cfg.horizon} dt={cfg.dt} joints={list(cfg.joint_names)} "
                  f"cameras={[c.name for c in cfg.obs.cameras]}; warm-up inference {warm * 1e3:.0f} ms")
-        self._check = "not run (verify_backend is false)"
         if verify:
             check = check_against_reference(self.runner, verify_tolerance)  # raises BackendMismatch
             self._check = ("the reference itself" if check is None else
@@ -112,30 +112,20 @@ class PolicyNode(Node):
                 raise ValueError(f"parameter {name}={got!r} does not match the checkpoint's {value!r}; "
                                  "remove it from the parameters or use the matching checkpoint")
 
-        # ---- tunable at run time (validated in _on_set_parameters, read at every chunk) ----
-        t_max = cfg.max_action_steps
-        k_max = cfg.noise.num_train_steps
-        self.declare_parameter("action_horizon", cfg.n_action_steps, describe(
-            f"T_a, actions executed per chunk, 1..T_p-T_o+1 = {t_max}", lo=1, hi=t_max, integer=True))
-        self.declare_parameter("num_inference_steps", cfg.noise.num_inference_steps, describe(
-            f"DDIM denoising steps per chunk, 1..K = {k_max}", lo=1, hi=k_max, integer=True))
-        self.declare_parameter("inference_period", 0.0, describe(
-            "seconds between chunk starts; 0 means action_horizon * dt", lo=0.0, hi=60.0))
-        self.declare_parameter("execution_latency", 0.02, describe(
-            "seconds from publishing to the controller acting; actions due before now + this are dropped",
-            lo=0.0, hi=1.0))
-        self.declare_parameter("action_time_offset", 0.0, describe(
-            "seconds added to every action time (t_obs + i*dt + offset)", lo=-1.0, hi=1.0))
-        self.declare_parameter("max_obs_age", 0.25, describe(
-            "seconds; a stream whose newest message is older makes the observation stale", lo=0.001, hi=10.0))
-        self.declare_parameter("max_joint_speed", 1.0, describe(
-            "rad/s (m/s for prismatic joints) per joint, from the measured position and between points",
-            lo=1e-6, hi=100.0))
-        n = cfg.action_dim
-        self.declare_parameter("joint_lower_limits", [-math.inf] * n, describe(
-            "lower position limit per joint, in joint_names order; -.inf for none"))
-        self.declare_parameter("joint_upper_limits", [math.inf] * n, describe(
-            "upper position limit per joint, in joint_names order; .inf for none"))
+        # ---- tunable at run time (validated together in policy_params, read at every chunk) ----
+        self.params = PolicyParameters(self, cfg, self.runner)
+        prepared = self.declare_parameter("prepared_inference_steps", [cfg.noise.num_inference_steps], describe(
+            "DDIM step counts to prepare at start-up (CUDA graphs captured) so num_inference_steps can switch "
+            "between them while running; other values are refused on graph backends", read_only=True)).value
+        for k in sorted({*prepared, int(self._param("num_inference_steps"))}):
+            if not 1 <= k <= cfg.noise.num_train_steps:
+                raise ValueError(f"prepared_inference_steps: {k} must be in 1..{cfg.noise.num_train_steps}")
+            seconds = self.runner.prepare(k)
+            if self.runner.needs_prepare:
+                log.info(f"prepared {k} DDIM steps on {self.runner.backend_name} in {seconds:.1f} s")
+        problem = self.params.problem()
+        if problem:
+            raise ValueError(problem)
 
         # ---- wiring (read-only) ----
         self._enabled = self.declare_parameter("enabled_on_start", False, describe(
@@ -147,16 +137,21 @@ class PolicyNode(Node):
             describe("trajectory_msgs/JointTrajectory output (the controller's topic)", read_only=True)).value
         use_urdf = self.declare_parameter("use_robot_description", True, describe(
             "also take joint limits from the URDF on /robot_description", read_only=True)).value
+        controller_joints = [j for j in self.declare_parameter("controller_joints", [""], describe(
+            "the controller's joints, checked against every message before it is published; [''] to learn "
+            "them from the controller's state topic (control_msgs), else from /joint_states",
+            read_only=True)).value if j]
         diag_period = self.declare_parameter("diagnostics_period", 1.0, describe(
             "seconds between /diagnostics messages", read_only=True, lo=0.05, hi=60.0)).value
 
         self._planner = ChunkPlanner(self.runner, self._decode_frame, self._param("max_obs_age"))
-        self._urdf_limits: dict[str, tuple[float, float, float]] = {}
         self._lock = threading.Lock()
-        self._counters = _Counters()
-        self._last: StepResult | None = None
+        self._generation = 0  # bumped by ~/enable and ~/reset: results of older inferences are dropped
+        self._controller_joints: tuple[str, ...] = tuple(controller_joints)
+        self._joint_state_names: set[str] = set()
+        self._name_lists: set[tuple[str, ...]] = set()
+        self._log = ChunkLog()
         self._last_state = "disabled" if not self._enabled else "starting"
-        self._last_reject = ""
         self._joints = JointPicker(cfg.joint_names)
         self._aspect = AspectWarner(self.get_logger())
         self._next_due = 0.0
@@ -185,6 +180,8 @@ class PolicyNode(Node):
         self.create_subscription(JointState, joint_topic, self._on_joint_state, qos_profile_sensor_data)
         if use_urdf:
             self.create_subscription(String, "/robot_description", self._on_robot_description, LATCHED_QOS)
+        if not controller_joints:
+            self._subscribe_controller_state(traj_topic)
         self._traj_pub = self.create_publisher(JointTrajectory, traj_topic, TRAJECTORY_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._status_pub = self.create_publisher(String, "~/status", 10)
@@ -201,65 +198,37 @@ class PolicyNode(Node):
 
     # ---- helpers ----
 
+    def _subscribe_controller_state(self, traj_topic: str) -> None:
+        """The controller's own joint list, from <controller>/controller_state (control_msgs,
+        where it is installed: Humble and later publish JointTrajectoryControllerState there)."""
+        if not traj_topic.endswith("/joint_trajectory"):
+            return
+        try:
+            from control_msgs.msg import JointTrajectoryControllerState
+        except ImportError:
+            self.get_logger().info("control_msgs is not installed: the controller's joints are checked against "
+                                   "/joint_states (or set controller_joints)")
+            return
+        topic = traj_topic[:-len("/joint_trajectory")] + "/controller_state"
+        self.create_subscription(JointTrajectoryControllerState, topic, self._on_controller_state, 1)
+
     def _param(self, name: str):
         return self.get_parameter(name).value
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _tunables(self) -> Tunables:
-        n = self.cfg.action_dim
-        lower = np.array(self._param("joint_lower_limits"), dtype=float)
-        upper = np.array(self._param("joint_upper_limits"), dtype=float)
-        speed = np.full(n, float(self._param("max_joint_speed")))
-        for i, name in enumerate(self.cfg.joint_names):
-            if name in self._urdf_limits:
-                lo, hi, vel = self._urdf_limits[name]
-                lower[i], upper[i], speed[i] = max(lower[i], lo), min(upper[i], hi), min(speed[i], vel)
-        return Tunables(
-            n_action_steps=int(self._param("action_horizon")),
-            num_inference_steps=int(self._param("num_inference_steps")),
-            execution_latency=float(self._param("execution_latency")),
-            action_time_offset=float(self._param("action_time_offset")),
-            max_obs_age=float(self._param("max_obs_age")),
-            limits=JointLimits(lower, upper, speed),
-        )
-
     def _on_set_parameters(self, params) -> SetParametersResult:
-        """Validate only; the values are read at the start of the next chunk."""
-        n = self.cfg.action_dim
-        staged = {p.name: p.value for p in params}
-
-        def get(name):
-            return staged[name] if name in staged else self._param(name)
-
-        for name in ("joint_lower_limits", "joint_upper_limits"):
-            if name in staged:
-                v = list(staged[name])
-                if len(v) != n:
-                    return SetParametersResult(successful=False, reason=(
-                        f"{name} needs {n} values (one per joint in {list(self.cfg.joint_names)}), got {len(v)}"))
-                if any(math.isnan(x) for x in v):
-                    return SetParametersResult(successful=False, reason=f"{name} contains NaN")
-        if "joint_lower_limits" in staged or "joint_upper_limits" in staged:
-            lo, hi = np.array(get("joint_lower_limits"), float), np.array(get("joint_upper_limits"), float)
-            if np.any(lo > hi):
-                bad = [self.cfg.joint_names[i] for i in np.nonzero(lo > hi)[0]]
-                return SetParametersResult(successful=False, reason=f"lower limit above upper limit for {bad}")
-        if "execution_latency" in staged and staged["execution_latency"] >= self.cfg.horizon * self.cfg.dt:
-            return SetParametersResult(successful=False, reason=(
-                f"execution_latency {staged['execution_latency']} s is longer than a whole chunk "
-                f"({self.cfg.horizon} x {self.cfg.dt} s)"))
-        return SetParametersResult(successful=True)
+        """Validate only (together, with the reason); the values are read at the next chunk."""
+        problem = self.params.problem({p.name: p.value for p in params})
+        return SetParametersResult(successful=problem is None, reason=problem or "")
 
     def _decode_frame(self, camera: str, msg) -> np.ndarray:
         cam = next(c for c in self.cfg.obs.cameras if c.name == camera)
         return self._aspect.resize(camera, image_msg_to_rgb(msg), cam.height, cam.width)
 
     def _reject(self, reason: str) -> None:
-        with self._lock:
-            self._counters.rejected_msgs += 1
-            self._last_reject = reason
+        self._log.reject(reason)
         self.get_logger().warning(f"message rejected: {reason}", throttle_duration_sec=2.0)
 
     # ---- sensor callbacks: store and return ----
@@ -275,6 +244,11 @@ class PolicyNode(Node):
             self._reject(reason)
 
     def _on_joint_state(self, msg: JointState) -> None:
+        names = tuple(msg.name)
+        if names not in self._name_lists:  # what the robot has, for the controller check
+            self._name_lists.add(names)
+            with self._lock:
+                self._joint_state_names.update(names)
         q, reason = self._joints.pick(msg.name, msg.position)
         if q is not None:
             reason = self._planner.push_joints(stamp_to_sec(msg.header.stamp), q, self._now())
@@ -285,12 +259,23 @@ class PolicyNode(Node):
         try:
             limits = parse_joint_limits(msg.data, self.cfg.joint_names)
         except ValueError as exc:
-            self.get_logger().error(f"/robot_description: {exc}; keeping the limits from parameters")
+            self.params.set_urdf(None, str(exc))
+            self.get_logger().error(f"/robot_description: {exc}; refusing to move until a usable one arrives "
+                                    "(or set use_robot_description false)")
             return
-        self._urdf_limits = limits
+        problem = self.params.set_urdf(limits)
+        if problem:
+            self.get_logger().error(f"/robot_description: {problem}; refusing to move until the limits agree")
+            return
         missing = [j for j in self.cfg.joint_names if j not in limits]
         self.get_logger().info(f"joint limits from /robot_description for {sorted(limits)}"
                                + (f"; not in the URDF: {missing}" if missing else ""))
+
+    def _on_controller_state(self, msg) -> None:
+        names = tuple(msg.joint_names)
+        if names and names != self._controller_joints:
+            self._controller_joints = names
+            self.get_logger().info(f"controller joints (from its state topic): {list(names)}")
 
     # ---- services ----
 
@@ -299,41 +284,76 @@ class PolicyNode(Node):
             was = self._enabled
             self._enabled = bool(request.data)
             self._next_due = 0.0
+            self._generation += 1  # an inference in flight belongs to the old state: dropped
         self._wake.set()
         if request.data:
+            if not was:
+                self._planner.forget_command()  # the arm may have been moved meanwhile: measure it
             response.message = "enabled" if not was else "already enabled"
         elif not was:
             response.message = "already disabled"
         else:
             held = self._publish_hold()
-            response.message = "disabled; " + ("holding the measured position" if held
-                                               else "no fresh joint state, so no hold command was sent")
+            response.message = "disabled; " + (held or "holding where the arm will be when the controller switches")
         self._set_state("starting" if request.data else "disabled")
         self.get_logger().info(f"~/enable: {response.message}")
         response.success = True
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        held = self._publish_hold() if self._enabled else False
+        held = self._publish_hold() if self._enabled else "disabled, so no hold command was sent"
         self._planner.reset()
         with self._lock:
             self._next_due = 0.0
+            self._generation += 1
         self._wake.set()
         response.success = True
-        response.message = "observation history cleared" + ("; holding the measured position" if held else "")
+        response.message = "observation history cleared; " + (held or "holding")
         self.get_logger().info(f"~/reset: {response.message}")
         return response
 
-    def _publish_hold(self) -> bool:
-        """Replace the running chunk with the measured position (stamp 0: start now)."""
-        q = self._planner.measured(self._now(), float(self._param("max_obs_age")))
-        if q is None:
-            return False
+    def _publish_hold(self) -> str | None:
+        """Stop where the controller will be when it takes this over, through the safety
+        filter like every chunk. None when sent, else why not."""
+        try:
+            tun = self.params.tunables()
+        except ValueError:  # limits that cannot be checked: keep the position, at the speed limit
+            tun = Tunables(1, 1, float(self._param("execution_latency")), 0.0, float(self._param("max_obs_age")),
+                           JointLimits.unlimited(self.cfg.action_dim, float(self._param("max_joint_speed"))))
+        hold = self._planner.hold(self._now(), tun)
+        if hold.note:
+            self.get_logger().warning(hold.note)
+        if hold.state != "ok":
+            return "; ".join(hold.reasons) + ", so no hold command was sent"
+        msg, errors = self._message(hold.chunk)
+        if errors:
+            return "the controller would reject the hold: " + "; ".join(errors)
+        with self._lock:
+            self._traj_pub.publish(msg)
+            self._planner.commit(hold.chunk, hold.t_switch, hold.start)
+        return None
+
+    def _message(self, chunk: TimedChunk) -> tuple[JointTrajectory, list[str]]:
+        """The message for a filtered chunk, and every rule of the controller it breaks."""
         msg = JointTrajectory()
+        msg.header.stamp = sec_to_time(chunk.origin)
         msg.joint_names = list(self.cfg.joint_names)
-        msg.points = [JointTrajectoryPoint(positions=[float(x) for x in q], time_from_start=sec_to_duration(self.cfg.dt))]
-        self._traj_pub.publish(msg)
-        return True
+        tfs = [float(t - chunk.origin) for t in chunk.times]
+        msg.points = [JointTrajectoryPoint(positions=[float(x) for x in q], time_from_start=sec_to_duration(t))
+                      for q, t in zip(chunk.positions, tfs)]
+        joints, partial = self._controller_joint_list()
+        errors = trajectory_violations(msg.joint_names, chunk.origin, tfs, chunk.positions.tolist(), [],
+                                       joints, self._now(), allow_partial=partial)
+        return msg, errors
+
+    def _controller_joint_list(self) -> tuple[tuple[str, ...], bool]:
+        """The controller's joints and whether ours may be a subset: from its state topic or the
+        controller_joints parameter (exact), else the names on /joint_states (ours must be there)."""
+        if self._controller_joints:
+            return self._controller_joints, False
+        with self._lock:
+            seen = tuple(sorted(self._joint_state_names))
+        return (seen, True) if seen else (tuple(self.cfg.joint_names), False)
 
     # ---- inference ----
 
@@ -349,44 +369,62 @@ class PolicyNode(Node):
                 continue
             period = float(self._param("inference_period")) or self._param("action_horizon") * self.cfg.dt
             self._next_due = now + period
+            with self._lock:
+                generation = self._generation
             try:
-                result = self._planner.plan(self._now, self._tunables())
-                if result.state == "ok":
-                    result = self._publish_chunk(result)
-                self._record(result)
-            except Exception as exc:  # keep the worker alive; nothing was published
-                self.get_logger().error(f"chunk failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
+                tun = self.params.tunables()
+            except ValueError as exc:  # limits that contradict each other: nothing can be checked
+                result = StepResult("bad_limits", [str(exc)], t_start=now)
+            else:
+                try:
+                    result = self._planner.plan(self._now, tun)
+                    if result.state == "ok":
+                        result = self._publish_chunk(result, generation)
+                except Exception as exc:  # a bug; nothing was published, and it must show
+                    self.get_logger().error(f"chunk failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
+                    result = StepResult("error", [f"planning failed: {type(exc).__name__}: {exc}"], t_start=now)
+            self._record(result)
 
-    def destroy_node(self):
+    def shutdown(self) -> None:
+        """Stop cleanly: no chunk after this, and the last command a hold (when enabled)."""
+        self._stop_worker()
+        if self._enabled:
+            held = self._publish_hold()
+            self.get_logger().info("stopping: " + (held or "holding where the arm will be"))
+            if held is None:
+                self._traj_pub.wait_for_all_acked(Duration(seconds=1.0))
+
+    def _stop_worker(self) -> None:
         worker = getattr(self, "_worker", None)  # absent when the constructor failed
         if worker is not None:
-            self._stop.set()
+            with self._lock:
+                self._stop.set()
             self._wake.set()
             if worker.is_alive() and worker is not threading.current_thread():
                 worker.join(timeout=10.0)
+
+    def destroy_node(self):
+        self._stop_worker()
         return super().destroy_node()
 
-    def _publish_chunk(self, result: StepResult) -> StepResult:
-        chunk = result.chunk
-        msg = JointTrajectory()
-        msg.header.stamp = sec_to_time(chunk.origin)
-        msg.joint_names = list(self.cfg.joint_names)
-        tfs = [float(t - chunk.origin) for t in chunk.times]
-        msg.points = [JointTrajectoryPoint(positions=[float(x) for x in q], time_from_start=sec_to_duration(t))
-                      for q, t in zip(chunk.positions, tfs)]
-        now = self._now()
-        errors = trajectory_violations(msg.joint_names, chunk.origin, tfs, chunk.positions.tolist(), [],
-                                       self.cfg.joint_names, now)
-        if errors:  # a bug guard: the planner should never produce this
+    def _publish_chunk(self, result: StepResult, generation: int) -> StepResult:
+        msg, errors = self._message(result.chunk)
+        if errors:  # a mismatch with the controller's joints, or a bug in the planner
             result.state, result.reasons = "unsafe", [f"controller would reject: {e}" for e in errors]
             return result
-        with self._lock:  # ~/enable(false) and its hold command must not interleave with this
-            if not self._enabled:
+        with self._lock:  # ~/enable, ~/reset and their hold commands must not interleave with this
+            if self._stop.is_set():
+                result.state, result.reasons = "disabled", ["the node is stopping"]
+            elif not self._enabled:
                 result.state, result.reasons = "disabled", ["disabled during inference"]
-                return result
-            self._traj_pub.publish(msg)
-            result.t_published = self._now()
-        result.state = "published"
+            elif generation != self._generation:
+                result.state, result.reasons = "discarded", [
+                    "the node was disabled, enabled or reset during inference: this chunk belongs to before"]
+            else:
+                self._traj_pub.publish(msg)
+                self._planner.commit(result.chunk, result.t_switch, result.start)
+                result.t_published = self._now()
+                result.state = "published"
         return result
 
     def _set_state(self, state: str, reasons: list[str] | None = None) -> None:
@@ -399,69 +437,21 @@ class PolicyNode(Node):
             self._last_state = state
 
     def _record(self, r: StepResult) -> None:
-        c = self._counters
-        with self._lock:
-            self._last = r
-            if r.state == "published":
-                c.chunks += 1
-                c.dropped_actions += r.chunk.dropped
-                c.speed_limited += r.report.speed_limited
-                c.limit_clamped += r.report.limit_clamped
-            elif r.state == "over_budget":
-                c.over_budget += 1
-            elif r.state != "disabled":
-                c.refused += 1
+        if r.note:
+            self.get_logger().warning(r.note, throttle_duration_sec=2.0)
+        status = self._log.record(r)
         self._set_state(r.state, r.reasons)
         if r.state != "published":
             self.get_logger().warning(f"no trajectory published ({r.state}): {'; '.join(r.reasons)}",
                                       throttle_duration_sec=2.0)
-        status = {
-            "state": r.state,
-            "reasons": r.reasons,
-            "t_obs": r.t_obs,
-            "t_start": r.t_start,
-            "t_end": r.t_end,
-            "t_published": r.t_published,
-            "prep_ms": round(r.prep_s * 1e3, 3),
-            "inference_ms": round(r.inference_s * 1e3, 3),
-            "points": 0 if r.chunk is None or r.state != "published" else int(len(r.chunk.times)),
-            "dropped": 0 if r.chunk is None else int(r.chunk.dropped),
-            "speed_limited": 0 if r.report is None else r.report.speed_limited,
-            "limit_clamped": 0 if r.report is None else r.report.limit_clamped,
-        }
         self._status_pub.publish(String(data=json.dumps(status)))
 
-    # ---- diagnostics ----
-
     def _publish_diagnostics(self) -> None:
-        with self._lock:
-            c, last, enabled, reject = _Counters(**vars(self._counters)), self._last, self._enabled, self._last_reject
-        st = DiagnosticStatus(name=f"{self.get_name()}: policy", hardware_id=str(self.runner.path))
-        if not enabled:
-            st.level, st.message = DiagnosticStatus.OK, "disabled"
-        elif last is None:
-            st.level, st.message = DiagnosticStatus.OK, "enabled, waiting for the first chunk"
-        elif last.state == "published":
-            st.level, st.message = DiagnosticStatus.OK, "publishing"
-        elif last.state in ("waiting", "over_budget"):
-            st.level, st.message = DiagnosticStatus.WARN, f"{last.state}: {'; '.join(last.reasons)}"
-        else:
-            st.level, st.message = DiagnosticStatus.ERROR, f"{last.state}: {'; '.join(last.reasons)}"
-        values = {
-            "enabled": enabled,
-            "backend": f"{self.runner.backend_name}/{self.runner.device}",
-            "backend_check": self._check,
-            "chunks_published": c.chunks,
-            "chunks_over_budget": c.over_budget,
-            "chunks_refused": c.refused,
-            "actions_dropped_late": c.dropped_actions,
-            "values_speed_limited": c.speed_limited,
-            "values_limit_clamped": c.limit_clamped,
-            "messages_rejected": c.rejected_msgs,
-            "last_rejection": reject,
-            "stale_streams": ",".join(last.stale) if last else "",
-            "last_inference_ms": f"{last.inference_s * 1e3:.1f}" if last else "",
-        }
+        level, message, counters = self._log.health(self._enabled)
+        st = DiagnosticStatus(name=f"{self.get_name()}: policy", hardware_id=str(self.runner.path),
+                              level=bytes([level]), message=message)
+        values = {"enabled": self._enabled, "backend": f"{self.runner.backend_name}/{self.runner.device}",
+                  "backend_check": self._check, **counters}
         for name, (rx, rej, _held) in self._planner.buffer.counts().items():
             values[f"received_{name}"] = f"{rx} ({rej} rejected)"
         st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

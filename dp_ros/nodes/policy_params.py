@@ -1,0 +1,132 @@
+"""The policy node's run-time parameters: declared with descriptions and ranges,
+validated together (at start-up, where a problem stops the node, and in the on-set
+callback, where it rejects the change with the reason), and read at every chunk as
+``Tunables``.
+
+Checks that involve more than one parameter, or the node's state:
+- joint limits: one value per joint, no NaN, lower <= upper per joint, also after the
+  URDF's limits are merged in; every message names the joints;
+- execution_latency against the span the executed actions cover
+  (``core.chunking.latency_problem``);
+- num_inference_steps only among the step counts the backend has prepared (a CUDA
+  graph captured at start-up), so a change never stalls the control loop.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dp_ros.core.chunking import latency_problem
+from dp_ros.core.safety import JointLimits
+from dp_ros.nodes.common import describe
+from dp_ros.runtime.loop import Tunables
+
+LIMIT_PARAMS = ("joint_lower_limits", "joint_upper_limits")
+
+
+class PolicyParameters:
+    """Declares the tunable parameters on ``node`` and checks every change."""
+
+    def __init__(self, node, cfg, runner):
+        self.node = node
+        self.cfg = cfg
+        self.runner = runner
+        self.urdf_limits: dict[str, tuple[float, float, float]] = {}
+        self.urdf_error = ""  # why the last robot description was unusable
+        declare = node.declare_parameter
+        t_max = cfg.max_action_steps
+        k_max = cfg.noise.num_train_steps
+        declare("action_horizon", cfg.n_action_steps, describe(
+            f"T_a, actions executed per chunk, 1..T_p-T_o+1 = {t_max}", lo=1, hi=t_max, integer=True))
+        declare("num_inference_steps", cfg.noise.num_inference_steps, describe(
+            f"DDIM denoising steps per chunk, 1..K = {k_max}; on graph backends one of prepared_inference_steps",
+            lo=1, hi=k_max, integer=True))
+        declare("inference_period", 0.0, describe(
+            "seconds between chunk starts; 0 means action_horizon * dt", lo=0.0, hi=60.0))
+        declare("execution_latency", 0.02, describe(
+            "seconds from publishing to the controller acting; actions due before now + this are dropped, and the "
+            "controller is taken to switch to the new chunk then", lo=0.0, hi=1.0))
+        declare("action_time_offset", 0.0, describe(
+            "seconds added to every action time (t_obs + i*dt + offset)", lo=-1.0, hi=1.0))
+        declare("max_obs_age", 0.25, describe(
+            "seconds; a stream whose newest message is older makes the observation stale", lo=0.001, hi=10.0))
+        declare("max_joint_speed", 1.0, describe(
+            "rad/s (m/s for prismatic joints) per joint, on every segment the controller executes, the first "
+            "one included", lo=1e-6, hi=100.0))
+        declare("tracking_tolerance", 0.1, describe(
+            "rad (m); when the measured position is further than this from where the node's last command put "
+            "the controller, someone else moved the arm: the next command starts from the measurement",
+            lo=1e-4, hi=10.0))
+        n = cfg.action_dim
+        declare("joint_lower_limits", [-math.inf] * n, describe(
+            "lower position limit per joint, in joint_names order; -.inf for none"))
+        declare("joint_upper_limits", [math.inf] * n, describe(
+            "upper position limit per joint, in joint_names order; .inf for none"))
+
+    def get(self, name: str, staged: dict | None = None):
+        if staged and name in staged:
+            return staged[name]
+        return self.node.get_parameter(name).value
+
+    def limits(self, staged: dict | None = None, urdf: dict | None = None) -> JointLimits:
+        """The parameters' limits tightened by the URDF's; ValueError naming the joints."""
+        if self.urdf_error:
+            raise ValueError(f"/robot_description is unusable: {self.urdf_error}")
+        names = tuple(self.cfg.joint_names)
+        values = {}
+        for name in LIMIT_PARAMS:
+            v = [float(x) for x in self.get(name, staged)]
+            if len(v) != len(names):
+                raise ValueError(f"{name} needs {len(names)} values, one per joint in {list(names)}; got {len(v)}")
+            nan = [names[i] for i, x in enumerate(v) if math.isnan(x)]
+            if nan:
+                raise ValueError(f"{name} is NaN for joints {nan}")
+            values[name] = np.array(v)
+        lower, upper = values["joint_lower_limits"], values["joint_upper_limits"]
+        speed = np.full(len(names), float(self.get("max_joint_speed", staged)))
+        urdf = self.urdf_limits if urdf is None else urdf
+        for i, name in enumerate(names):
+            if name in urdf:
+                lo, hi, vel = urdf[name]
+                lower[i], upper[i], speed[i] = max(lower[i], lo), min(upper[i], hi), min(speed[i], vel)
+        try:
+            return JointLimits(lower, upper, speed, names)
+        except ValueError as exc:
+            where = " (parameters and the URDF together)" if urdf else ""
+            raise ValueError(f"{exc}{where}") from None
+
+    def problem(self, staged: dict | None = None) -> str | None:
+        """Why these values (the current ones with ``staged`` applied) cannot run, or None."""
+        staged = staged or {}
+        try:
+            self.limits(staged)
+        except ValueError as exc:
+            return str(exc)
+        latency = latency_problem(float(self.get("execution_latency", staged)), int(self.get("action_horizon", staged)),
+                                  self.cfg.dt, float(self.get("action_time_offset", staged)))
+        if latency:
+            return latency
+        return self.runner.unprepared(int(self.get("num_inference_steps", staged)))
+
+    def set_urdf(self, limits: dict[str, tuple[float, float, float]] | None, error: str = "") -> str | None:
+        """Take the limits of a new robot description (or the reason it could not be read).
+        Returns why the node cannot move with them, or None. Until a usable description
+        arrives, ``limits()`` raises that reason: no motion on limits we could not check."""
+        self.urdf_limits, self.urdf_error = limits or {}, error
+        try:
+            self.limits()
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def tunables(self) -> Tunables:
+        return Tunables(
+            n_action_steps=int(self.get("action_horizon")),
+            num_inference_steps=int(self.get("num_inference_steps")),
+            execution_latency=float(self.get("execution_latency")),
+            action_time_offset=float(self.get("action_time_offset")),
+            max_obs_age=float(self.get("max_obs_age")),
+            limits=self.limits(),
+            tracking_tolerance=float(self.get("tracking_tolerance")),
+        )
