@@ -13,10 +13,16 @@ Render headless with MUJOCO_GL=egl (the default).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import LaunchConfigurationEquals
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+
+def _mode_is(mode):
+    """True when mode:=<mode> (IfCondition with PythonExpression: the current form, in Humble too;
+    LaunchConfigurationEquals is deprecated)."""
+    return IfCondition(PythonExpression(["'", LaunchConfiguration("mode"), f"' == '{mode}'"]))
 
 
 def generate_launch_description():
@@ -32,13 +38,13 @@ def generate_launch_description():
                parameters=[sim_yaml, {"seed": LaunchConfiguration("seed")}])
     policy = Node(
         package="dp_ros", executable="policy_node", name="dp_policy", output="screen",
-        condition=LaunchConfigurationEquals("mode", "policy"),
+        condition=_mode_is("policy"),
         parameters=[PathJoinSubstitution([FindPackageShare("dp_ros"), "config", "policy.yaml"]),
                     {"model_path": LaunchConfiguration("model_path"), "enabled_on_start": True}],
     )
     recorder = Node(
         package="dp_ros", executable="teleop_recorder", name="teleop_recorder", output="screen",
-        condition=LaunchConfigurationEquals("mode", "record"),
+        condition=_mode_is("record"),
         parameters=[sim_yaml, {"dataset_path": LaunchConfiguration("dataset_path")}],
     )
     return LaunchDescription([*args, sim, policy, recorder])

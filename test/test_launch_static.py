@@ -71,18 +71,21 @@ def test_launch_file_is_thin_and_consistent(path):
         assert (ROOT.joinpath(*parts)).exists(), f"{path.name} names {'/'.join(parts)}, which does not exist"
 
     declared = {ast.literal_eval(c.args[0]) for c in calls(tree, "DeclareLaunchArgument")}
-    used = {ast.literal_eval(c.args[0]) for name in ("LaunchConfiguration", "LaunchConfigurationEquals",
-                                                      "LaunchConfigurationNotEquals") for c in calls(tree, name)}
+    deprecated = [n for n in ("LaunchConfigurationEquals", "LaunchConfigurationNotEquals") if any(calls(tree, n))]
+    assert not deprecated, f"{path.name} uses deprecated {deprecated}: use IfCondition(PythonExpression(...))"
+    # Read directly, or by name inside an OpaqueFunction (through its helper `given`).
+    used = {c.args[0].value for name in ("LaunchConfiguration", "given") for c in calls(tree, name)
+            if isinstance(c.args[0], ast.Constant)}
     assert used <= declared, f"{path.name} uses undeclared launch arguments {sorted(used - declared)}"
     assert used == declared, f"{path.name} declares unused launch arguments {sorted(declared - used)}"
 
 
 def test_policy_yaml_keys_are_declared_parameters(tmp_path):
-    from dp_ros.nodes.policy_node import NODE_NAME, PolicyNode
+    from dp_ros.nodes.policy_node import PolicyNode
 
     data = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
-    assert list(data) == [NODE_NAME]
-    keys = data[NODE_NAME]["ros__parameters"]
+    assert list(data) == ["/**"]
+    keys = data["/**"]["ros__parameters"]
     ckpt = make_checkpoint(tmp_path / "ckpt")
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -107,11 +110,11 @@ def _flatten(d, prefix=""):
 
 
 def test_recorder_yaml_keys_are_declared_parameters(tmp_path):
-    from dp_ros.nodes.teleop_recorder import NODE_NAME, TeleopRecorder
+    from dp_ros.nodes.teleop_recorder import TeleopRecorder
 
     data = yaml.safe_load((ROOT / "config" / "recorder.yaml").read_text())
-    assert list(data) == [NODE_NAME]
-    keys = _flatten(data[NODE_NAME]["ros__parameters"])
+    assert list(data) == ["/**"]
+    keys = _flatten(data["/**"]["ros__parameters"])
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     try:
@@ -128,13 +131,13 @@ def test_sim_yaml_keys_are_declared_parameters(tmp_path):
     from dp_ros.sim.sim_node import SimArmNode
 
     data = yaml.safe_load((ROOT / "config" / "sim.yaml").read_text())
-    assert sorted(data) == ["sim_arm", "teleop_recorder"]
+    assert sorted(data) == ["/**/sim_arm", "/**/teleop_recorder"]
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     try:
         for name, make, extra in (("sim_arm", SimArmNode, {}),
                                   ("teleop_recorder", TeleopRecorder, {"dataset_path": str(tmp_path / "d")})):
-            keys = _flatten(data[name]["ros__parameters"])
+            keys = _flatten(data[f"/**/{name}"]["ros__parameters"])
             node = make(context=ctx, parameter_overrides=params(**extra, **keys))
             missing = sorted(k for k in keys if not node.has_parameter(k))
             assert not missing, f"config/sim.yaml sets parameters {name} does not declare: {missing}"
