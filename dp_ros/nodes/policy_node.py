@@ -46,6 +46,9 @@ from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
 
 NODE_NAME = "dp_policy"
 TRAJECTORY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+# Refusals after which the node holds rather than let the last chunk run on (waiting: the
+# history is still filling; disabled and discarded: a hold has been sent or is not wanted).
+STOP_STATES = ("stale", "bad_input", "inference_failed", "over_budget", "unsafe", "bad_limits", "error")
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -147,6 +150,7 @@ class PolicyNode(Node):
         self._planner = ChunkPlanner(self.runner, self._decode_frame, self._param("max_obs_age"))
         self._lock = threading.Lock()
         self._generation = 0  # bumped by ~/enable and ~/reset: results of older inferences are dropped
+        self._held = True  # the controller is holding (nothing of ours running, or our hold)
         self._controller_joints: tuple[str, ...] = tuple(controller_joints)
         self._joint_state_names: set[str] = set()
         self._name_lists: set[tuple[str, ...]] = set()
@@ -331,6 +335,7 @@ class PolicyNode(Node):
         with self._lock:
             self._traj_pub.publish(msg)
             self._planner.commit(hold.chunk, hold.t_switch, hold.start)
+            self._held = True
         return None
 
     def _message(self, chunk: TimedChunk) -> tuple[JointTrajectory, list[str]]:
@@ -384,6 +389,17 @@ class PolicyNode(Node):
                     self.get_logger().error(f"chunk failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
                     result = StepResult("error", [f"planning failed: {type(exc).__name__}: {exc}"], t_start=now)
             self._record(result)
+            if result.state in STOP_STATES:
+                self._stop_motion(generation, result.state)
+
+    def _stop_motion(self, generation: int, why: str) -> None:
+        """After a refused chunk, hold instead of finishing the last one on what is now
+        stale or wrong information (once: nothing to do while already holding)."""
+        with self._lock:
+            if self._held or not self._enabled or generation != self._generation:
+                return
+        held = self._publish_hold()
+        self.get_logger().warning(f"{why}: " + (held or "holding where the arm will be"), throttle_duration_sec=2.0)
 
     def shutdown(self) -> None:
         """Stop cleanly: no chunk after this, and the last command a hold (when enabled)."""
@@ -423,6 +439,7 @@ class PolicyNode(Node):
             else:
                 self._traj_pub.publish(msg)
                 self._planner.commit(result.chunk, result.t_switch, result.start)
+                self._held = False
                 result.t_published = self._now()
                 result.state = "published"
         return result
