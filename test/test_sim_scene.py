@@ -58,3 +58,16 @@ def test_camera_renders_rgb(arm):
     red = (img[..., 0] > 200) & (img[..., 1] < 110) & (img[..., 2] < 110)
     assert red.sum() > 10, "both red targets are in view"
     assert np.allclose(arm.joint_positions(), HOME)
+
+
+def test_torch_compiler_loads_after_the_camera_rendered():
+    """Mesa's LLVM, then triton's, crashed the process (an ONNX export after the sim rendered)."""
+    import subprocess
+    import sys
+
+    code = ("from dp_ros.sim.scene import SimArm\n"
+            "arm = SimArm(image_size=(32, 32)); arm.render()\n"
+            "import torch._dynamo\n"
+            "arm.close(); print('loaded')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "loaded" in out.stdout, (out.returncode, out.stderr[-2000:])

@@ -86,6 +86,19 @@ class Outcome:
     distances: tuple[float, float]
 
 
+def _load_triton_first() -> None:
+    """Import triton (torch's compiler backend) before Mesa's EGL/LLVM is loaded, if installed.
+
+    Loading triton's libraries after Mesa's llvmpipe has loaded its LLVM crashes the
+    process (segmentation fault, found when a policy exported to ONNX after the
+    simulated camera had rendered: torch.export imports triton). The other order works.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
 class SimArm:
     """Physics, servos, camera and task; time is simulation time in seconds."""
 
@@ -161,6 +174,7 @@ class SimArm:
 
     def _render(self) -> np.ndarray:
         if self._renderer is None:
+            _load_triton_first()
             self._renderer = self._mj.Renderer(self.model, *self.image_size)
         self._renderer.update_scene(self.data, camera="camera")
         return self._renderer.render().copy()
