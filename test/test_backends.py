@@ -287,5 +287,5 @@ def test_graph_backends_prepare_step_counts_outside_the_loop(tmp_path, name):
 
 
 def test_cpu_backends_need_no_preparation(tmp_path):
-    runner = load_runner(_ckpt(tmp_path), "onnxruntime", "cpu")
-    assert not runner.needs_prepare and runner.unprepared(7) is None
+    runner = load_runner(_ckpt(tmp_path), "pytorch", "cpu")
+    assert not runner.needs_prepare and runner.unprepared(7) is None and runner.prepare(7) < 1.0
