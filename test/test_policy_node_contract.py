@@ -94,7 +94,10 @@ def test_an_inference_across_disable_and_enable_is_dropped(rig):
     gate, entered = threading.Event(), threading.Event()
     real = r.node.runner.predict
 
+    held_t_obs = []
+
     def held_back(*a, **k):
+        held_t_obs.append(k["t_obs"])  # its chunk would be stamped t_obs (action_time_offset 0)
         entered.set()
         gate.wait(10)
         return real(*a, **k)
@@ -109,9 +112,10 @@ def test_an_inference_across_disable_and_enable_is_dropped(rig):
     assert wait_for(lambda: any(s["state"] == "discarded" for s in r.statuses()), timeout=10)
     assert wait_for(lambda: sum(len(m.points) > 1 for _, m in r.trajectories()
                                 if stamp_to_sec(m.header.stamp) > t_enable) >= 1, timeout=20)
-    # What arrived after the re-enable (the hold on disable is one point): only newer chunks.
+    # What arrived after the re-enable (the hold on disable is one point): only chunks of
+    # newer observations than the held-back inference's.
     chunks = [m for arrival, m in r.trajectories() if arrival > t_enable and len(m.points) > 1]
-    assert chunks and all(stamp_to_sec(m.header.stamp) > t_enable for m in chunks), "a chunk from before"
+    assert chunks and all(stamp_to_sec(m.header.stamp) > held_t_obs[0] + 1e-6 for m in chunks), "a chunk from before"
 
 
 def test_a_failure_while_planning_shows_in_diagnostics_and_status(rig):

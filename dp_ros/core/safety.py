@@ -81,6 +81,7 @@ class FilterReport:
     speed_limited: int  # values moved to respect the speed limit
     max_correction: float  # largest change made to any value
     returning: tuple = ()  # joints that started outside their limits and are brought back
+    points_changed: int = 0  # points with any value changed
 
 
 def filter_chunk(
@@ -121,7 +122,8 @@ def filter_chunk(
         prev, t_prev = lim, times[i]
     outside = np.flatnonzero((start < limits.lower) | (start > limits.upper))
     return FilterReport(out, n_clamped, n_speed, float(np.max(np.abs(out - pos))),
-                        tuple(_joint_list(limits.names, outside)) if outside.size else ())
+                        tuple(_joint_list(limits.names, outside)) if outside.size else (),
+                        int(np.count_nonzero(np.any(out != pos, axis=1))))
 
 
 def hold_command(start_time: float, start: np.ndarray, duration: float, limits: JointLimits) -> FilterReport:

@@ -43,6 +43,7 @@ from dp_ros.paths import share_dir
 from dp_ros.runtime.backends import check_against_reference, compile_option, load_runner, resolve_model_path
 from dp_ros.runtime.chunk_log import ChunkLog
 from dp_ros.runtime.loop import ChunkPlanner, StepResult, Tunables
+from dp_ros.runtime.worker_clock import WorkerClock
 
 NODE_NAME = "dp_policy"
 TRAJECTORY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -159,7 +160,10 @@ class PolicyNode(Node):
         self._joints = JointPicker(cfg.joint_names)
         self._aspect = AspectWarner(self.get_logger())
         self._next_due = 0.0
+        self._noise_lock = threading.Lock()
+        self._noise_rng = self._seeded(int(self._param("noise_seed")))
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
 
         # ---- subscriptions, publishers, services, timers ----
         self._camera_topics = {}
@@ -192,7 +196,8 @@ class PolicyNode(Node):
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(diag_period, self._publish_diagnostics)
-        self._wake = threading.Event()
+        # The worker's time: the node's clock, or instants handed over by a lockstep driver.
+        self.worker_clock = WorkerClock(self._now)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="dp_policy_inference", daemon=True)
         self._worker.start()
@@ -226,6 +231,23 @@ class PolicyNode(Node):
         """Validate only (together, with the reason); the values are read at the next chunk."""
         problem = self.params.problem({p.name: p.value for p in params})
         return SetParametersResult(successful=problem is None, reason=problem or "")
+
+    def _after_set_parameters(self, params) -> None:
+        for p in params:
+            if p.name == "noise_seed":
+                with self._noise_lock:
+                    self._noise_rng = self._seeded(int(p.value))
+
+    @staticmethod
+    def _seeded(seed: int) -> np.random.Generator | None:
+        return np.random.default_rng(seed) if seed >= 0 else None
+
+    def _noise(self) -> np.ndarray | None:
+        """The next chunk's initial noise from the seeded generator; None: the backend draws it."""
+        with self._noise_lock:
+            if self._noise_rng is None:
+                return None
+            return self._noise_rng.standard_normal((self.cfg.horizon, self.cfg.action_dim)).astype(np.float32)
 
     def _decode_frame(self, camera: str, msg) -> np.ndarray:
         cam = next(c for c in self.cfg.obs.cameras if c.name == camera)
@@ -289,7 +311,7 @@ class PolicyNode(Node):
             self._enabled = bool(request.data)
             self._next_due = 0.0
             self._generation += 1  # an inference in flight belongs to the old state: dropped
-        self._wake.set()
+        self.worker_clock.wake()
         if request.data:
             if not was:
                 self._planner.forget_command()  # the arm may have been moved meanwhile: measure it
@@ -310,7 +332,7 @@ class PolicyNode(Node):
         with self._lock:
             self._next_due = 0.0
             self._generation += 1
-        self._wake.set()
+        self.worker_clock.wake()
         response.success = True
         response.message = "observation history cleared; " + (held or "holding")
         self.get_logger().info(f"~/reset: {response.message}")
@@ -364,16 +386,17 @@ class PolicyNode(Node):
 
     def _inference_loop(self) -> None:
         """The worker thread: one chunk every inference period while enabled."""
+        clock = self.worker_clock
         while not self._stop.is_set():
-            now = self._now()
+            now = clock.now()
             if not self._enabled or now < self._next_due:
-                # Wall-clock waits in short slices, so a simulated clock is followed too.
-                wait = 0.05 if not self._enabled else min(max(self._next_due - now, 0.0), 0.05)
-                self._wake.wait(wait)
-                self._wake.clear()
+                clock.idle(now)
+                # Short slices, so a simulated clock (use_sim_time) is followed too.
+                clock.wait(0.05 if not self._enabled else min(max(self._next_due - now, 0.0), 0.05))
                 continue
             period = float(self._param("inference_period")) or self._param("action_horizon") * self.cfg.dt
             self._next_due = now + period
+            clock.busy(now + float(self._param("simulated_latency")))
             with self._lock:
                 generation = self._generation
             try:
@@ -382,7 +405,8 @@ class PolicyNode(Node):
                 result = StepResult("bad_limits", [str(exc)], t_start=now)
             else:
                 try:
-                    result = self._planner.plan(self._now, tun)
+                    result = self._planner.plan(clock.now, tun, self._noise(),
+                                                wait_until=lambda t: clock.wait_until(t, self._stop))
                     if result.state == "ok":
                         result = self._publish_chunk(result, generation)
                 except Exception as exc:  # a bug; nothing was published, and it must show
@@ -415,7 +439,7 @@ class PolicyNode(Node):
         if worker is not None:
             with self._lock:
                 self._stop.set()
-            self._wake.set()
+            self.worker_clock.wake()
             if worker.is_alive() and worker is not threading.current_thread():
                 worker.join(timeout=10.0)
 

@@ -58,6 +58,12 @@ class PolicyParameters:
             "rad (m); when the measured position is further than this from where the node's last command put "
             "the controller, someone else moved the arm: the next command starts from the measurement",
             lo=1e-4, hi=10.0))
+        declare("simulated_latency", 0.0, describe(
+            "seconds; publish each chunk no earlier than this long after its inference started, as a slower "
+            "computer would (simulation and latency studies; 0 on a real arm)", lo=0.0, hi=5.0))
+        declare("noise_seed", -1, describe(
+            "seed of the denoiser's initial noise, applied whenever it is set (reproducible rollouts); -1 for "
+            "fresh randomness", lo=-1, hi=2 ** 31 - 1, integer=True))
         n = cfg.action_dim
         declare("joint_lower_limits", [-math.inf] * n, describe(
             "lower position limit per joint, in joint_names order; -.inf for none"))
@@ -129,4 +135,5 @@ class PolicyParameters:
             max_obs_age=float(self.get("max_obs_age")),
             limits=self.limits(),
             tracking_tolerance=float(self.get("tracking_tolerance")),
+            simulated_latency=float(self.get("simulated_latency")),
         )

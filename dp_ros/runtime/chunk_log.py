@@ -64,6 +64,7 @@ class ChunkLog:
             "points": 0 if r.chunk is None or r.state != "published" else int(len(r.chunk.times)),
             "dropped": 0 if r.chunk is None else int(r.chunk.dropped),
             "speed_limited": 0 if r.report is None else r.report.speed_limited,
+            "points_changed": 0 if r.report is None else r.report.points_changed,
             "limit_clamped": 0 if r.report is None else r.report.limit_clamped,
         }
 

@@ -43,6 +43,7 @@ class Tunables:
     max_obs_age: float
     limits: JointLimits
     tracking_tolerance: float = np.inf  # measured vs. our last command: beyond this, trust the measurement
+    simulated_latency: float = 0.0  # a chunk is finished no earlier than this long after it started
 
 
 @dataclass
@@ -143,7 +144,10 @@ class ChunkPlanner:
         return StepResult("ok", [], chunk=chunk, report=report, t_start=now, t_end=now, t_switch=t_switch,
                           start=start, note=note)
 
-    def plan(self, clock: Callable[[], float], tun: Tunables, noise: np.ndarray | None = None) -> StepResult:
+    def plan(self, clock: Callable[[], float], tun: Tunables, noise: np.ndarray | None = None,
+             wait_until: Callable[[float], None] | None = None) -> StepResult:
+        """One chunk. With ``tun.simulated_latency`` > 0, ``wait_until(t)`` is called after
+        the inference to finish it no earlier than its start plus that latency."""
         cfg = self.config
         if tun.max_obs_age != self._max_age:
             for name in self.buffer.names:
@@ -171,6 +175,8 @@ class ChunkPlanner:
             log.exception("inference failed")
             return StepResult("inference_failed", [f"inference failed: {type(exc).__name__}: {exc}"],
                               t_obs=win.t_obs, t_start=t_start, prep_s=prep)
+        if tun.simulated_latency > 0 and wait_until is not None:
+            wait_until(t_start + tun.simulated_latency)
         now = clock()
         base = dict(t_obs=win.t_obs, t_start=t_start, t_end=now, prep_s=prep, inference_s=pred.seconds)
         if pred.actions.shape != (cfg.horizon, cfg.action_dim):
