@@ -2,6 +2,10 @@
 recorder, train the low-dimensional diffusion policy, and evaluate it closed-loop
 through the policy node; the same for the regression (MSE) baseline.
 
+Recording and evaluation run in lockstep simulated time with fixed seeds, and training
+is seeded, so on one machine every run gives the same numbers: the thresholds below
+are checked against a deterministic result, not a lucky one.
+
 The diffusion policy must succeed in at least 90% of the episodes and choose each of
 the two goals in some of them. The regression baseline is reported, not held to a
 number: averaging the two modes is what it is there to show (docs/sim.md).
@@ -15,25 +19,18 @@ import yaml
 from dp_ros.cli import main
 from dp_ros.dataset.store import EpisodeStore
 
-# Recording and evaluating run in real time and training takes minutes: about 6 minutes
-# on a free 2-core CPU, so the suite-wide 600 s timeout is raised here.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+# Training two small models takes most of the time (about a minute each on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "train_sim_lowdim.yaml"
 DEMOS, EPISODES = 20, 20
 
 
-def _last_json(capsys, key):
-    out = capsys.readouterr().out
-    print(out)  # shown with -s, and in the report when the test fails
-    return json.loads(out.strip().splitlines()[-1])[key]
-
-
-def test_record_train_evaluate_lowdim(tmp_path, capsys):
+def test_record_train_evaluate_lowdim(tmp_path):
     data = tmp_path / "demos"
     assert main(["sim", "record", "--dataset", str(data), "--episodes", str(DEMOS), "--seed", "11",
-                 "--no-images"]) == 0
-    record = _last_json(capsys, "sim_record")
+                 "--no-images", "--json", str(tmp_path / "record.json")]) == 0
+    record = json.loads((tmp_path / "record.json").read_text())["sim_record"]
     saved = [r for r in record if r["saved"]]
     assert len(saved) == DEMOS and {r["goal"] for r in saved} == {0, 1}
     with EpisodeStore.open(data) as store:
@@ -48,15 +45,15 @@ def test_record_train_evaluate_lowdim(tmp_path, capsys):
         out = tmp_path / f"run_{name}"
         assert main(["train", "--dataset", str(data), "--config", str(config), "--out", str(out),
                      "--no-progress"]) == 0
-        capsys.readouterr()
         assert main(["sim", "eval", "--model", str(out / "model"), "--episodes", str(EPISODES), "--seed", "99",
-                     "--label", name]) == 0
-        runs[name] = _last_json(capsys, "sim_eval")
+                     "--label", name, "--json", str(tmp_path / f"{name}.json")]) == 0
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())
 
     for name, r in runs.items():
-        print(f"{name}: success {r['successes']}/{r['episodes']}, goals {r['goals']}")
+        print(f"{name}: success {r['successes']}/{len(r['episodes'])}, goals {r['goals']}, "
+              f"hold {r['hold_fraction']:.3f}, seam jump median {r['seam_jump_median']:.3f}")
     diffusion = runs["diffusion"]
-    assert diffusion["episodes"] == EPISODES
+    assert len(diffusion["episodes"]) == EPISODES
     assert diffusion["success_rate"] >= 0.9, diffusion
     assert min(diffusion["goals"].values()) >= 3, diffusion  # both modes, not one learned side
-    assert runs["regression"]["episodes"] == EPISODES
+    assert len(runs["regression"]["episodes"]) == EPISODES

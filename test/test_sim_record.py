@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_records_successful_demonstrations(tmp_path, capsys):
     data = tmp_path / "demos"
-    assert main(["sim", "record", "--dataset", str(data), "--episodes", "2", "--seed", "3"]) == 0
+    assert main(["sim", "record", "--dataset", str(data), "--episodes", "2", "--seed", "3", "--json", "-"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])["sim_record"]
     assert sum(s["saved"] for s in summary) == 2

@@ -34,6 +34,7 @@ class TrajectoryController:
         self.joint_names = tuple(joint_names)
         self._hold = np.asarray(initial, dtype=float).copy()
         self._command: Command | None = None
+        self._last: Command | None = None
         self.accepted = 0
         self.rejected = 0
         self.last_error = ""
@@ -49,7 +50,7 @@ class TrajectoryController:
             return errors
         order = [list(joint_names).index(j) for j in self.joint_names]
         pts = np.asarray(positions, dtype=float)[:, order]  # message order -> controller order
-        self._command = Command.from_message(now, self.command(now), stamp, times_from_start, pts)
+        self._command = self._last = Command.from_message(now, self.command(now), stamp, times_from_start, pts)
         self.accepted += 1
         return []
 
@@ -62,6 +63,11 @@ class TrajectoryController:
             self._command = None
             return self._hold.copy()
         return self._command.at(now)
+
+    @property
+    def last_command(self) -> Command | None:
+        """The trajectory accepted last, as the controller runs it (None before any)."""
+        return self._last
 
     @property
     def active(self) -> bool:

@@ -12,16 +12,23 @@ each episode:
 4. enables the policy and watches ``/sim_arm/task`` until the tip touches a target
    (success, and which one) or the episode times out.
 
-It prints a table and one JSON line: success rate, how often each goal was chosen,
-time to success. ``--video`` writes an MP4 of every episode from the camera topic and
-``--strip`` a PNG with the frame at the end of each episode.
+By default the nodes run in lockstep simulated time (``sim.lockstep``): the results
+depend on ``--seed`` only (the scene's targets, and the denoiser's noise, seeded per
+episode), and ``--latency L`` makes every inference take exactly L seconds of
+simulated time. ``--realtime`` runs on the wall clock instead, as ``sim.launch.py``
+does. ``--set NAME=VALUE`` sets a policy node parameter, checked as ``ros2 param set``
+would be.
+
+It prints one line per episode and a summary (success, goals, motion metrics:
+``sim.metrics``) and one JSON line; ``--json FILE`` writes the same to a file.
+``--video`` writes an MP4 of every episode from the camera topic and ``--strip`` a PNG
+with the frame at the end of each episode.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +44,11 @@ class EpisodeResult:
     goal: int  # 0 left, 1 right, -1 none
     seconds: float  # to success, or the timeout
     chunks: int  # chunks the policy published during the episode
+    holding: int = 0  # control periods with no trajectory point ahead
+    periods: int = 0
+    seam_jumps: tuple = ()  # per switch between accepted trajectories, radians
+    points: int = 0  # trajectory points published
+    points_changed: int = 0  # of those, changed by the safety filter
 
 
 def summarize(results: list[EpisodeResult]) -> dict:
@@ -52,6 +64,20 @@ def summarize(results: list[EpisodeResult]) -> dict:
         "goals": goals,
         "goal_fraction": {k: v / n if n else 0.0 for k, v in goals.items()},
         "seconds_to_success": {"mean": float(np.mean(times)), "max": float(np.max(times))} if times else None,
+    }
+
+
+def motion_summary(results: list[EpisodeResult]) -> dict:
+    """The motion metrics over all episodes (sim.metrics)."""
+    periods = sum(r.periods for r in results)
+    jumps = [j for r in results for j in r.seam_jumps]
+    points = sum(r.points for r in results)
+    return {
+        "hold_fraction": sum(r.holding for r in results) / periods if periods else 0.0,
+        "seam_jump_median": float(np.median(jumps)) if jumps else 0.0,
+        "seam_jump_max": float(np.max(jumps)) if jumps else 0.0,
+        "speed_limited_fraction": sum(r.points_changed for r in results) / points if points else 0.0,
+        "chunks": sum(r.chunks for r in results),
     }
 
 
@@ -126,22 +152,26 @@ def write_strip(frames: list[np.ndarray], results: list[EpisodeResult], path: Pa
         raise OSError(f"cannot write {path}")
 
 
-def _make_eval_node(frames: _Frames | None, camera_topic: str):
+def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: bool, sim):
     from rclpy.node import Node
+    from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
     from std_srvs.srv import SetBool, Trigger
 
-    from dp_ros.nodes.common import call_service, image_msg_to_rgb
+    from dp_ros.nodes.common import image_msg_to_rgb
+    from dp_ros.sim.metrics import hold_fraction, seam_jumps
 
     class EvalNode(Node):
         def __init__(self):
-            super().__init__("sim_eval")
+            super().__init__("sim_eval", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+            self.clock = None  # sim.lockstep.Lockstep or RealTime, set once every node exists
             self._lock = threading.Lock()
             self.task: dict | None = None
             self.task_stamp = 0.0
             self.published = 0
+            self.points = [0, 0]  # published, changed by the filter
             self.inference_ms: list[float] = []
             self.label = ""
             self.create_subscription(String, "/sim_arm/task", self._on_task, 10)
@@ -153,43 +183,50 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str):
             self._reset_policy = self.create_client(Trigger, "/dp_policy/reset")
             self._enable = self.create_client(SetBool, "/dp_policy/enable")
 
+        def _now(self) -> float:
+            return self.get_clock().now().nanoseconds * 1e-9
+
         def _on_task(self, msg) -> None:
             with self._lock:
-                self.task, self.task_stamp = json.loads(msg.data), time.monotonic()
+                self.task, self.task_stamp = json.loads(msg.data), self._now()
 
         def _on_status(self, msg) -> None:
             status = json.loads(msg.data)
             if status.get("state") == "published":
                 with self._lock:
                     self.published += 1
+                    self.points[0] += int(status.get("points", 0))
+                    self.points[1] += int(status.get("points_changed", 0))
                     self.inference_ms.append(float(status["inference_ms"]))
 
         def enable(self, on: bool) -> None:
-            res = call_service(self._enable, SetBool.Request(data=on))
+            res = self.clock.call(self._enable, SetBool.Request(data=on))
             if not res.success:
                 raise RuntimeError(f"/dp_policy/enable {on}: {res.message}")
 
         def reset(self) -> None:
             for client in (self._reset_sim, self._reset_policy):
-                res = call_service(client, Trigger.Request())
+                res = self.clock.call(client, Trigger.Request())
                 if not res.success:
                     raise RuntimeError(f"{client.srv_name}: {res.message}")
 
-        def episode(self, index: int, timeout: float, settle: float) -> EpisodeResult:
+        def episode(self, index: int, timeout: float, settle: float, dt: float) -> EpisodeResult:
             self.enable(False)
             self.reset()
-            time.sleep(settle)  # a fresh observation window after the reset
+            self.clock.sleep(settle)  # a fresh observation window after the reset
             with self._lock:
-                published0 = self.published
+                published0, points0 = self.published, list(self.points)
             self.label = f"episode {index + 1}"
             if frames is not None:
                 frames.active = True
-            t0 = time.monotonic()
+            t0 = self._now()
+            sim_t0 = sim.sim.time
+            n_traj = len(sim.trajectories)
             self.enable(True)
             result = None
             while result is None:
-                time.sleep(0.02)
-                t = time.monotonic() - t0
+                self.clock.sleep(0.02)
+                t = self._now() - t0
                 with self._lock:
                     task, stamp, chunks = self.task, self.task_stamp, self.published - published0
                 if task and task["success"] and stamp > t0 + 0.15:  # a report from after the reset
@@ -197,29 +234,110 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str):
                 elif t > timeout:
                     result = EpisodeResult(index, False, -1, round(t, 2), chunks)
             self.enable(False)
+            commands = [c for c in sim.trajectories[n_traj:] if c[0] <= sim.sim.time]
+            result.holding, result.periods = hold_fraction(commands, sim_t0, sim_t0 + result.seconds, dt)
+            result.seam_jumps = tuple(round(j, 5) for j in seam_jumps(commands))
+            with self._lock:
+                result.points, result.points_changed = (self.points[0] - points0[0], self.points[1] - points0[1])
             if frames is not None:
-                time.sleep(0.1)  # the frame that shows the outcome
+                self.clock.sleep(0.1)  # the frame that shows the outcome
                 frames.end_episode()
             return result
 
     return EvalNode()
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``NAME=VALUE`` strings -> {name: value}, each value read as YAML (as ``ros2 param set`` does)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE")
+        out[name.strip()] = yaml.safe_load(text)
+    return out
+
+
+def apply_sets(node, values: dict) -> None:
+    """Set the node's parameters as ``ros2 param set`` would; ValueError with the node's
+    own reason for an unknown name, a wrong type, a value out of range or a read-only one."""
+    from rcl_interfaces.msg import ParameterType
+    from rclpy.parameter import Parameter
+
+    for name, value in values.items():
+        if not node.has_parameter(name):
+            raise ValueError(f"--set {name}: the policy node has no parameter {name!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                node.describe_parameter(name).type == ParameterType.PARAMETER_DOUBLE:
+            value = float(value)
+        try:
+            result = node.set_parameters([Parameter(name, value=value)])[0]
+        except Exception as exc:  # a type rclpy cannot make a parameter of
+            raise ValueError(f"--set {name}={value!r}: {exc}") from None
+        if not result.successful:
+            raise ValueError(f"--set {name}={value!r}: {result.reason}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="sim_reach",
                    help="checkpoint directory, or the name of one under the package's models/ (default: sim_reach)")
     p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--seed", type=int, default=1, help="seed of the scene's target positions")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the scene's target positions and of the denoiser's noise (per episode)")
     p.add_argument("--timeout", type=float, default=12.0, help="seconds per episode before it counts as a failure")
+    p.add_argument("--latency", type=float, default=0.0,
+                   help="lockstep: seconds of simulated time every inference takes (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a policy node parameter (repeatable), e.g. --set action_horizon=4")
+    p.add_argument("--realtime", action="store_true", help="run on the wall clock instead of lockstep time")
+    p.add_argument("--json", default=None, help="write the results as JSON to this file ('-': one line on stdout)")
     p.add_argument("--backend", default=None, help="override the policy's backend parameter (auto, onnxruntime, ...)")
     p.add_argument("--params", default=None, help="policy parameter file (default: the package's config/policy.yaml)")
     p.add_argument("--sim-params", default=None, help="simulator parameter file (default: config/sim.yaml)")
     p.add_argument("--video", default=None, help="write an MP4 of every episode from the camera")
     p.add_argument("--strip", default=None, help="write a PNG with the last frame of every episode")
     p.add_argument("--label", default=None, help="name printed with the results (default: the model)")
+    add_console_arguments(p)
+
+
+def add_console_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show every node log line (by default only warnings and errors; all go to the log file)")
+    p.add_argument("--log", default=None, help="node log file (default: under ~/.ros/log, printed at the start)")
+
+
+def quiet_console(args: argparse.Namespace, command: str):
+    from dp_ros.console import QuietConsole, default_log_path
+
+    path = Path(args.log) if args.log else default_log_path(command)
+    print(f"node logs: {path}", flush=True)
+    return QuietConsole(path, verbose=getattr(args, "verbose", False))
+
+
+def episode_seed(seed: int, index: int) -> int:
+    """The denoiser's noise seed for one episode of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        raise SystemExit("dp_ros sim eval: --episodes must be >= 1")
+    if not args.latency >= 0:
+        raise SystemExit(f"dp_ros sim eval: --latency must be >= 0 seconds, got {args.latency}")
+    if args.realtime and args.latency:
+        raise SystemExit("dp_ros sim eval: --latency needs lockstep time (leave out --realtime)")
+    try:
+        sets = parse_sets(args.set)
+    except ValueError as exc:
+        raise SystemExit(f"dp_ros sim eval: {exc}") from None
+    with quiet_console(args, "sim_eval"):
+        return _run(args, sets)
+
+
+def _run(args: argparse.Namespace, sets: dict) -> int:
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from dp_ros.model.checkpoint import read_config
@@ -227,10 +345,10 @@ def run(args: argparse.Namespace) -> int:
     from dp_ros.nodes.policy_node import PolicyNode
     from dp_ros.paths import package_file, share_dir
     from dp_ros.runtime.backends import resolve_model_path
+    from dp_ros.sim.lockstep import Lockstep, RealTime
     from dp_ros.sim.sim_node import SimArmNode
 
-    if args.episodes < 1:
-        raise SystemExit("dp_ros sim eval: --episodes must be >= 1")
+    lockstep = not args.realtime
     params = [Path(args.params) if args.params else package_file("config", "policy.yaml"),
               Path(args.sim_params) if args.sim_params else package_file("config", "sim.yaml")]
     frames = _Frames(Path(args.video) if args.video else None, 30.0) if (args.video or args.strip) else None
@@ -238,46 +356,69 @@ def run(args: argparse.Namespace) -> int:
     try:
         with InProcessNodes(params) as ros:
             try:
-                overrides = [Parameter("seed", value=args.seed)]
+                overrides = [Parameter("seed", value=args.seed), Parameter("lockstep", value=lockstep)]
                 if frames is not None:
                     overrides.append(Parameter("camera_rate", value=30.0))  # the camera is what gets saved
                 elif not read_config(resolve_model_path(args.model, share_dir()))[0].obs.cameras:
                     overrides.append(Parameter("camera_rate", value=0.0))  # nobody looks: save the rendering
                 sim = ros.add(SimArmNode(parameter_overrides=overrides))
-                overrides = [Parameter("model_path", value=args.model), Parameter("enabled_on_start", value=False)]
+                overrides = [Parameter("model_path", value=args.model), Parameter("enabled_on_start", value=False),
+                             Parameter("use_sim_time", value=lockstep)]
                 if args.backend:
                     overrides.append(Parameter("backend", value=args.backend))
                 policy = ros.add(PolicyNode(parameter_overrides=overrides))
-                evaluator = ros.add(_make_eval_node(frames, f"/{sim.camera}/image_raw"))
+                apply_sets(policy, {**sets, **({"simulated_latency": args.latency} if args.latency else {})})
+                evaluator = ros.add(_make_eval_node(frames, f"/{sim.camera}/image_raw", lockstep, sim))
+                executor = SingleThreadedExecutor()
+                for n in ros.nodes:
+                    executor.add_node(n)
+                clock = evaluator.clock = Lockstep(executor, ros.nodes, sim) if lockstep else RealTime(executor)
             except Exception as exc:
                 print(f"dp_ros sim eval: cannot start: {exc}")
                 return 2
-            ros.spin()
             label = args.label or str(policy.runner.path)
-            time.sleep(1.0)  # discovery, the first messages
             settle = policy.cfg.n_obs_steps * policy.cfg.dt + 0.2
-            for i in range(args.episodes):
-                r = evaluator.episode(i, args.timeout, settle)
-                results.append(r)
-                outcome = f"touched the {GOALS[r.goal]} target" if r.success else "no success"
-                print(f"episode {i + 1}/{args.episodes}: {outcome} after {r.seconds:.1f} s ({r.chunks} chunks)",
-                      flush=True)
+            try:
+                for i in range(args.episodes):
+                    apply_sets(policy, {"noise_seed": episode_seed(args.seed, i)})
+                    r = evaluator.episode(i, args.timeout, settle, policy.cfg.dt)
+                    results.append(r)
+                    outcome = f"touched the {GOALS[r.goal]} target" if r.success else "no success"
+                    print(f"episode {i + 1}/{args.episodes}: {outcome} after {r.seconds:.1f} s ({r.chunks} chunks)",
+                          flush=True)
+            finally:
+                clock.close()
+                executor.shutdown(timeout_sec=2.0)
     finally:
         if frames is not None:
             frames.close()
     summary = summarize(results)
+    summary.update(motion_summary(results))
     ms = evaluator.inference_ms
-    if ms:
-        summary["inference_ms"] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-                                   "chunks": len(ms), "backend": f"{policy.runner.backend_name}/{policy.runner.device}"}
+    summary["inference_ms_p50"] = float(np.percentile(ms, 50)) if ms else None
+    summary["latency_s"] = args.latency
+    summary["time"] = "lockstep" if lockstep else "real time"
     print(format_summary(summary, label))
+    print(f"motion: holding {100 * summary['hold_fraction']:.1f}% of control periods; seam jump median "
+          f"{summary['seam_jump_median']:.3f} rad, max {summary['seam_jump_max']:.3f} rad; "
+          f"{100 * summary['speed_limited_fraction']:.1f}% of points speed-limited; {summary['chunks']} chunks; "
+          f"{summary['time']}, latency {args.latency:g} s")
     if ms:
-        i = summary["inference_ms"]
-        print(f"inference ({i['backend']}): p50 {i['p50']:.1f} ms, p99 {i['p99']:.1f} ms over {i['chunks']} chunks")
+        print(f"inference ({policy.runner.backend_name}/{policy.runner.device}, wall time): "
+              f"p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms over {len(ms)} chunks")
     if frames is not None and args.video:
         print(f"video: {args.video}")
     if frames is not None and args.strip and frames.ends:
         write_strip(frames.ends, results, Path(args.strip))
         print(f"image strip: {args.strip}")
-    print(json.dumps({"sim_eval": {"model": label, **summary, "results": [asdict(r) for r in results]}}))
+    record = {"model": label, **summary, "goal_counts": summary["goals"],
+              "episodes": [{"success": r.success, "goal": r.goal, "duration_s": r.seconds} for r in results],
+              "results": [asdict(r) for r in results]}
+    if args.json == "-":
+        print(json.dumps({"sim_eval": record}))
+    elif args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"results: {args.json}")
     return 0
+

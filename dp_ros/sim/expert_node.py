@@ -7,30 +7,33 @@ touched and the plan has ended, stop (save) the episode; an episode that does no
 succeed within its timeout is discarded.
 
 ``dp_ros sim record --dataset D --episodes N`` runs the simulator, the recorder (leader
-mode) and this expert in one process.
+mode) and this expert in one process, in lockstep simulated time (``sim.lockstep``;
+``--realtime`` for the wall clock): the same seed records the same demonstrations.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import threading
-import time
+from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from dp_ros.nodes.common import call_service
 from dp_ros.sim.expert import plan_reach
 from dp_ros.sim.scene import JOINTS, SimArm
 
 
 class ExpertNode(Node):
-    def __init__(self, seed: int = 0, speed: float = 0.6, **kwargs):
-        super().__init__("sim_expert", **kwargs)
+    def __init__(self, seed: int = 0, speed: float = 0.6, use_sim_time: bool = False, **kwargs):
+        super().__init__("sim_expert", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)],
+                         **kwargs)
+        self.clock = None  # sim.lockstep.Lockstep or RealTime, set once every node exists
         self.rng = np.random.default_rng(seed)
         self.speed = speed
         self.kinematics = SimArm(seed=seed)  # for solve_ik only; never rendered
@@ -54,15 +57,15 @@ class ExpertNode(Node):
             self._task = json.loads(msg.data)
 
     def _call(self, name: str, timeout: float = 10.0) -> Trigger.Response:
-        return call_service(self._triggers[name], Trigger.Request(), timeout)
+        return self.clock.call(self._triggers[name], Trigger.Request(), timeout)
 
     def _wait_for_joints(self, timeout: float = 10.0) -> np.ndarray:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        end = self.clock.now() + timeout
+        while self.clock.now() < end:
             with self._lock:
                 if self._q is not None:
                     return self._q.copy()
-            time.sleep(0.02)
+            self.clock.sleep(0.02)
         raise RuntimeError("no /joint_states from the simulator")
 
     def _publish_leader(self, q: np.ndarray) -> None:
@@ -71,29 +74,29 @@ class ExpertNode(Node):
         self._leader.publish(msg)
 
     def _hold(self, q: np.ndarray, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
             self._publish_leader(q)
-            time.sleep(0.02)
+            self.clock.sleep(0.02)
 
     def record(self, episodes: int, timeout: float = 15.0) -> list[dict]:
         """Record ``episodes`` successful demonstrations; returns one summary per attempt."""
         summary = []
         while sum(s["saved"] for s in summary) < episodes:
             targets = np.array(json.loads(self._call("reset").message)["targets"])
-            time.sleep(0.3)  # the reset arm's state reaches the subscribers
+            self.clock.sleep(0.3)  # the reset arm's state reaches the subscribers
             q0 = self._wait_for_joints()
             self._hold(q0, 0.5)  # the leader starts where the arm is: no jump
-            deadline = time.monotonic() + 5.0
+            deadline = self.clock.now() + 5.0
             while not (res := self._call("start")).success:
-                if time.monotonic() > deadline:
+                if self.clock.now() > deadline:
                     raise RuntimeError(f"the recorder refused to start: {res.message}")
                 self._hold(q0, 0.2)
             plan = plan_reach(q0, targets, self.kinematics.solve_ik, self.rng, speed=self.speed)
-            t0 = time.monotonic()
+            t0 = self.clock.now()
             success = False
             while True:
-                t = time.monotonic() - t0
+                t = self.clock.now() - t0
                 self._publish_leader(plan.at(t))
                 with self._lock:
                     task = self._task
@@ -102,12 +105,12 @@ class ExpertNode(Node):
                     break
                 if t > timeout:
                     break
-                time.sleep(0.02)
+                self.clock.sleep(0.02)
             self._call("stop" if success else "discard")
-            summary.append({"goal": plan.goal, "saved": success, "seconds": round(time.monotonic() - t0, 2)})
+            summary.append({"goal": plan.goal, "saved": success, "seconds": round(self.clock.now() - t0, 2)})
             self.get_logger().info(f"episode {len(summary)}: goal {'left' if plan.goal == 0 else 'right'}, "
                                    f"{'saved' if success else 'discarded (no success)'}")
-            time.sleep(1.0)  # let the recorder save before the next reset
+            self.clock.sleep(1.0)  # let the recorder save before the next reset
         return summary
 
     def destroy_node(self):
@@ -116,38 +119,68 @@ class ExpertNode(Node):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from dp_ros.sim.evaluate import add_console_arguments
+
     p.add_argument("--dataset", required=True, help="dataset directory (created or appended to)")
     p.add_argument("--episodes", type=int, default=10, help="successful demonstrations to record")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", default="96x96", help="camera and stored image size, HxW")
     p.add_argument("--no-images", action="store_true",
                    help="record no camera (the simulator renders none): a dataset for the low-dim policy only")
+    p.add_argument("--realtime", action="store_true", help="run on the wall clock instead of lockstep time")
+    p.add_argument("--json", default=None, help="write a summary per attempt as JSON to this file ('-': stdout)")
+    add_console_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rclpy.parameter import Parameter
+    from dp_ros.sim.evaluate import quiet_console
 
-    from dp_ros.nodes.common import InProcessNodes
-    from dp_ros.nodes.teleop_recorder import TeleopRecorder
-    from dp_ros.paths import package_file
-    from dp_ros.sim.sim_node import SimArmNode
-
-    h, w = (int(x) for x in args.image_size.lower().split("x"))
-    # The simulator's and the recorder's parameters come from config/sim.yaml, as with
-    # ros2 launch dp_ros sim.launch.py mode:=record; the command line overrides a few.
-    size = [Parameter("image_height", value=h), Parameter("image_width", value=w)]
-    with InProcessNodes([package_file("config", "sim.yaml")]) as ros:
-        ros.add(SimArmNode(parameter_overrides=[Parameter("seed", value=args.seed), *size,
-                                                *([Parameter("camera_rate", value=0.0)] if args.no_images else [])]))
-        ros.add(TeleopRecorder(parameter_overrides=[
-            Parameter("dataset_path", value=args.dataset), *size,
-            *([Parameter("cameras", value=[""])] if args.no_images else [])]))
-        expert = ros.add(ExpertNode(seed=args.seed))
-        ros.spin()
-        summary = expert.record(args.episodes)
+    if args.episodes < 1:
+        raise SystemExit("dp_ros sim record: --episodes must be >= 1")
+    try:
+        h, w = (int(x) for x in args.image_size.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"dp_ros sim record: --image-size {args.image_size!r}: expected HxW, e.g. 96x96") from None
+    with quiet_console(args, "sim_record"):
+        summary = _record(args, h, w)
     saved = [s for s in summary if s["saved"]]
     left = sum(1 for s in saved if s["goal"] == 0)
     print(f"recorded {len(saved)} demonstrations into {args.dataset} ({left} left, {len(saved) - left} right; "
           f"{len(summary) - len(saved)} discarded)")
-    print(json.dumps({"sim_record": summary}))
+    if args.json == "-":
+        print(json.dumps({"sim_record": summary}))
+    elif args.json:
+        Path(args.json).write_text(json.dumps({"sim_record": summary}, indent=1) + "\n")
     return 0
+
+
+def _record(args: argparse.Namespace, h: int, w: int) -> list[dict]:
+    from rclpy.executors import SingleThreadedExecutor
+
+    from dp_ros.nodes.common import InProcessNodes
+    from dp_ros.nodes.teleop_recorder import TeleopRecorder
+    from dp_ros.paths import package_file
+    from dp_ros.sim.lockstep import Lockstep, RealTime
+    from dp_ros.sim.sim_node import SimArmNode
+
+    lockstep = not args.realtime
+    # The simulator's and the recorder's parameters come from config/sim.yaml, as with
+    # ros2 launch dp_ros sim.launch.py mode:=record; the command line overrides a few.
+    size = [Parameter("image_height", value=h), Parameter("image_width", value=w)]
+    with InProcessNodes([package_file("config", "sim.yaml")]) as ros:
+        sim = ros.add(SimArmNode(parameter_overrides=[
+            Parameter("seed", value=args.seed), Parameter("lockstep", value=lockstep), *size,
+            *([Parameter("camera_rate", value=0.0)] if args.no_images else [])]))
+        ros.add(TeleopRecorder(parameter_overrides=[
+            Parameter("dataset_path", value=args.dataset), Parameter("use_sim_time", value=lockstep), *size,
+            *([Parameter("cameras", value=[""])] if args.no_images else [])]))
+        expert = ros.add(ExpertNode(seed=args.seed, use_sim_time=lockstep))
+        executor = SingleThreadedExecutor()
+        for n in ros.nodes:
+            executor.add_node(n)
+        expert.clock = Lockstep(executor, ros.nodes, sim) if lockstep else RealTime(executor)
+        try:
+            return expert.record(args.episodes)
+        finally:
+            expert.clock.close()
+            executor.shutdown(timeout_sec=2.0)

@@ -12,8 +12,15 @@
 - service ``~/reset`` (std_srvs/Trigger): the arm back home, the targets at a new
   random mirrored position.
 
-Physics runs on simulation time offset to the node's clock, so trajectory stamps and
-message stamps share one time base.
+Two time modes (parameter ``lockstep``):
+
+- real time (default, ``sim.launch.py``): timers on the wall clock drive everything;
+  physics runs on simulation time offset to the node's clock, so trajectory stamps
+  and message stamps share one time base;
+- lockstep: the node owns time. It publishes ``/clock`` (rosgraph_msgs/Clock; the
+  other nodes run with ``use_sim_time``) and advances only when ``sim.lockstep.Lockstep``
+  calls ``advance``, once every participant is done with the current instant; each
+  stream is published at the first instant at or after it is due.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import threading
 import numpy as np
 from rclpy.node import Node
 from geometry_msgs.msg import Pose, PoseArray
+from rosgraph_msgs.msg import Clock
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
@@ -30,9 +38,10 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_ros.nodes.common import declare_read_only, sec_to_time, spin_node, stamp_to_sec
-from dp_ros.sim.scene import JOINTS, SimArm
+from dp_ros.sim.scene import JOINTS, TIMESTEP, SimArm
 
 NODE_NAME = "sim_arm"
+LOCKSTEP_EPOCH = 100.0  # lockstep: ROS time at simulation time 0 (time 0 means "unset" to ROS)
 
 
 class SimArmNode(Node):
@@ -51,9 +60,20 @@ class SimArmNode(Node):
         seed = p("seed", 0, "seed of the target positions", integer=True, lo=0, hi=2 ** 31 - 1)
         traj_topic = p("trajectory_topic", "/joint_trajectory_controller/joint_trajectory",
                        "the emulated controller's topic")
+        self.lockstep = p("lockstep", False, "own time: publish /clock and advance only when the lockstep "
+                          "driver says every participant is done (dp_ros sim eval, the tests); else real time")
+        step = p("lockstep_step", 0.01, "lockstep: seconds between instants (whole physics steps); each stream "
+                 "is published at the first instant at or after it is due", lo=TIMESTEP, hi=0.05)
+        self.instant = max(1, round(step / TIMESTEP)) * TIMESTEP
         self.sim = SimArm(image_size=(h, w), seed=seed)
         self._lock = threading.Lock()
-        self._offset = self._now() - self.sim.time  # node time = sim time + offset
+        # node time = sim time + offset
+        self._offset = LOCKSTEP_EPOCH if self.lockstep else self._now() - self.sim.time
+        self._periods = {"joints": 1.0 / joint_hz, "targets": 1.0 / targets_hz, "task": 0.1}
+        if camera_hz > 0:
+            self._periods["camera"] = 1.0 / camera_hz
+        self._due = {k: 0.0 for k in self._periods}  # lockstep: the next sim time each stream is due
+        self.trajectories: list[tuple[float, object]] = []  # lockstep: (sim time, Command) accepted
         self._rng = np.random.default_rng(seed)
         self._js_pub = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
         self._img_pub = self.create_publisher(Image, f"/{self.camera}/image_raw", qos_profile_sensor_data)
@@ -63,21 +83,58 @@ class SimArmNode(Node):
         self.create_subscription(JointTrajectory, traj_topic, self._on_trajectory,
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(1.0 / joint_hz, self._on_physics)
-        if camera_hz > 0:
-            self.create_timer(1.0 / camera_hz, self._on_camera)
-        self.create_timer(1.0 / targets_hz, self._on_targets)
-        self.create_timer(0.1, self._on_task)
+        if self.lockstep:
+            self._clock_pub = self.create_publisher(Clock, "/clock", 10)
+        else:
+            self.create_timer(1.0 / joint_hz, self._on_physics)
+            if camera_hz > 0:
+                self.create_timer(1.0 / camera_hz, self._on_camera)
+            self.create_timer(1.0 / targets_hz, self._on_targets)
+            self.create_timer(0.1, self._on_task)
         self.get_logger().info(f"simulated arm {list(JOINTS)}: joint states at {joint_hz:g} Hz, "
                                f"/{self.camera}/image_raw {w}x{h} at {camera_hz:g} Hz, /targets at {targets_hz:g} Hz, "
-                               f"trajectories on {traj_topic}")
+                               f"trajectories on {traj_topic}; {'lockstep' if self.lockstep else 'real'} time")
 
     def _now(self) -> float:
+        if self.lockstep:
+            return self._offset + self.sim.time
         return self.get_clock().now().nanoseconds * 1e-9
 
+    # ---- lockstep ----
+
+    def time(self) -> float:
+        """The node's time (ROS time of the simulation's present)."""
+        with self._lock:
+            return self._offset + self.sim.time
+
+    def advance(self, seconds: float) -> float:
+        """Lockstep: step the physics by ``seconds`` (whole physics steps, at least one);
+        returns the new time. Nobody else sees it until ``publish_clock``."""
+        steps = max(1, int(round(seconds / TIMESTEP)))
+        with self._lock:
+            self.sim.step(steps * TIMESTEP - 1e-9)
+            return self._offset + self.sim.time
+
+    def publish_clock(self) -> float:
+        """Lockstep: publish the present time on /clock; returns it."""
+        now = self.time()
+        self._clock_pub.publish(Clock(clock=sec_to_time(now)))
+        return now
+
+    def publish_due(self) -> None:
+        """Lockstep: publish every stream that is due at the present instant."""
+        t = self.sim.time
+        for name, publish in (("joints", self._on_physics), ("camera", self._on_camera),
+                              ("targets", self._on_targets), ("task", self._on_task)):
+            if name in self._due and t >= self._due[name] - 1e-9:
+                publish()
+                self._due[name] = max(self._due[name] + self._periods[name], t)
+
     def _advance(self) -> float:
-        """Step the physics up to the node's clock; returns that time."""
+        """Real time: step the physics up to the node's clock; returns that time."""
         now = self._now()
+        if self.lockstep:
+            return now
         with self._lock:
             lag = now - self._offset - self.sim.time
             if lag > 0.5:  # the process stalled: do not replay seconds of physics at once
@@ -98,6 +155,9 @@ class SimArmNode(Node):
                 now - self._offset)
         if errors:
             self.get_logger().warning(f"trajectory rejected: {'; '.join(errors)}", throttle_duration_sec=1.0)
+        elif self.lockstep:
+            with self._lock:
+                self.trajectories.append((now - self._offset, self.sim.controller.last_command))
 
     def _on_physics(self) -> None:
         now = self._advance()
@@ -147,7 +207,8 @@ class SimArmNode(Node):
     def _on_reset(self, request, response):
         with self._lock:
             targets = self.sim.reset(seed=int(self._rng.integers(2 ** 31)))
-            self._offset = self._now() - self.sim.time
+            if not self.lockstep:
+                self._offset = self._now() - self.sim.time
         response.success = True
         response.message = json.dumps({"targets": targets.tolist()})
         return response

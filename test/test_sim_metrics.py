@@ -1,0 +1,29 @@
+"""Motion metrics of a rollout (sim.metrics), on hand-made trajectories."""
+import numpy as np
+import pytest
+
+from dp_ros.core.command import Command
+from dp_ros.sim.metrics import hold_fraction, seam_jumps
+
+
+def cmd(t_switch, start, times, positions):
+    return Command(t_switch, np.array([start], float), np.array(times, float), np.array(positions, float).reshape(-1, 1))
+
+
+def test_hold_fraction_counts_periods_without_a_point_ahead():
+    # chunk 1 runs 0.0 -> 0.4, then nothing until chunk 2 arrives at 0.6 and runs to 1.0
+    commands = [(0.0, cmd(0.0, 0.0, [0.1, 0.2, 0.3, 0.4], [[0.1], [0.2], [0.3], [0.4]])),
+                (0.6, cmd(0.6, 0.4, [0.7, 0.8, 0.9, 1.0], [[0.5], [0.6], [0.7], [0.8]]))]
+    holding, total = hold_fraction(commands, 0.0, 1.2, 0.1)
+    # periods at 0.0 .. 1.1 (12); holding at 0.4, 0.5 (chunk 1 spent) and 1.0, 1.1 (chunk 2 spent)
+    assert (holding, total) == (4, 12)
+    assert hold_fraction([], 0.0, 1.0, 0.1) == (10, 10)  # nothing commanded: holding throughout
+
+
+def test_seam_jump_is_where_the_new_points_disagree_with_the_old_path():
+    old = cmd(0.0, 0.0, [0.1, 0.2, 0.3, 0.4], [[0.1], [0.2], [0.3], [0.4]])
+    same = cmd(0.25, 0.25, [0.3, 0.4], [[0.3], [0.4]])  # continues the old line exactly
+    off = cmd(0.25, 0.25, [0.3, 0.4], [[0.5], [0.6]])  # its first point is 0.2 above the old path
+    assert seam_jumps([(0.0, old), (0.25, same)]) == pytest.approx([0.0])
+    assert seam_jumps([(0.0, old), (0.25, off)]) == pytest.approx([0.2])
+    assert seam_jumps([(0.0, old)]) == []
