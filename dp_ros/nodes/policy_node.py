@@ -16,6 +16,7 @@ Topics, services and parameters are documented in the README ("The policy node")
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import numpy as np
@@ -390,7 +391,7 @@ class PolicyNode(Node):
         while not self._stop.is_set():
             now = clock.now()
             if not self._enabled or now < self._next_due:
-                clock.idle(now)
+                clock.idle(now, self._next_due if self._enabled else math.inf)
                 # Short slices, so a simulated clock (use_sim_time) is followed too.
                 clock.wait(0.05 if not self._enabled else min(max(self._next_due - now, 0.0), 0.05))
                 continue
@@ -478,11 +479,13 @@ class PolicyNode(Node):
             self._last_state = state
 
     def _record(self, r: StepResult) -> None:
-        if r.note:
+        if r.note and r.state == "published":  # about where a chunk that was sent starts
             self.get_logger().warning(r.note, throttle_duration_sec=2.0)
         status = self._log.record(r)
         self._set_state(r.state, r.reasons)
-        if r.state != "published":
+        if r.state == "disabled":  # asked for: disabled or stopped while a chunk was computed
+            self.get_logger().info(f"chunk dropped: {'; '.join(r.reasons)}")
+        elif r.state != "published":
             self.get_logger().warning(f"no trajectory published ({r.state}): {'; '.join(r.reasons)}",
                                       throttle_duration_sec=2.0)
         self._status_pub.publish(String(data=json.dumps(status)))

@@ -27,6 +27,7 @@ class WorkerClock:
         self._stepped = False
         self._turn = -math.inf  # stepped: the instant handed to the worker
         self._idle_at = -math.inf  # the instant at which the worker last found nothing to do
+        self._idle_until = -math.inf  # and the time before which it will have nothing to do
         self._due: float | None = None  # busy: when its result is due
 
     # ---- the worker's side ----
@@ -35,27 +36,29 @@ class WorkerClock:
         with self._cond:
             return self._turn if self._stepped else self._clock()
 
-    def idle(self, now: float) -> None:
-        """Nothing to do at ``now`` (unless something woke the worker since it looked)."""
+    def idle(self, now: float, until: float = -math.inf) -> None:
+        """Nothing to do at ``now``, nor before ``until`` unless woken (a stepped worker is
+        then not handed the instants in between)."""
         with self._cond:
             self._due = None
             if not self._woken:
-                self._idle_at = now
+                self._idle_at, self._idle_until = now, until
             self._cond.notify_all()
 
     def busy(self, due: float) -> None:
         """Working on a result that is published no earlier than ``due``."""
         with self._cond:
             self._due = due
-            self._idle_at = -math.inf
+            self._idle_at = self._idle_until = -math.inf
             self._cond.notify_all()
 
     def wait(self, timeout: float) -> None:
         """Until woken, ``timeout`` seconds have passed (free-running) or the next instant (stepped)."""
         with self._cond:
-            if self._stepped:  # the next instant after the one it last looked at
-                seen = self._idle_at
-                self._cond.wait_for(lambda: self._woken or self._turn > seen or not self._stepped, timeout=1.0)
+            if self._stepped:  # the next instant after the one it last looked at that matters
+                seen, until = self._idle_at, self._idle_until
+                self._cond.wait_for(lambda: self._woken or (self._turn > seen and self._turn >= until)
+                                    or not self._stepped, timeout=1.0)
             elif not self._woken:
                 self._cond.wait(timeout)
             self._woken = False
@@ -115,4 +118,4 @@ class WorkerClock:
     def _settled(self, t: float) -> float | None:
         if self._due is not None:
             return self._due if self._due > t else None
-        return math.inf if self._idle_at >= t and not self._woken else None
+        return math.inf if (self._idle_at >= t or self._idle_until > t) and not self._woken else None

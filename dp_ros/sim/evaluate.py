@@ -165,7 +165,8 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: boo
 
     class EvalNode(Node):
         def __init__(self):
-            super().__init__("sim_eval", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+            super().__init__("sim_eval", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)],
+                             **lockstep_node_options(use_sim_time))
             self.clock = None  # sim.lockstep.Lockstep or RealTime, set once every node exists
             self._lock = threading.Lock()
             self.task: dict | None = None
@@ -245,6 +246,13 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: boo
             return result
 
     return EvalNode()
+
+
+def lockstep_node_options(lockstep: bool) -> dict:
+    """Node options in lockstep: no parameter services. Every executor wait looks at every
+    service of every node, and the waits are most of what an instant costs; nothing
+    outside the process can reach a lockstep run's parameters anyway (``--set`` does it)."""
+    return {"start_parameter_services": False} if lockstep else {}
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -361,12 +369,12 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
                     overrides.append(Parameter("camera_rate", value=30.0))  # the camera is what gets saved
                 elif not read_config(resolve_model_path(args.model, share_dir()))[0].obs.cameras:
                     overrides.append(Parameter("camera_rate", value=0.0))  # nobody looks: save the rendering
-                sim = ros.add(SimArmNode(parameter_overrides=overrides))
+                sim = ros.add(SimArmNode(parameter_overrides=overrides, **lockstep_node_options(lockstep)))
                 overrides = [Parameter("model_path", value=args.model), Parameter("enabled_on_start", value=False),
                              Parameter("use_sim_time", value=lockstep)]
                 if args.backend:
                     overrides.append(Parameter("backend", value=args.backend))
-                policy = ros.add(PolicyNode(parameter_overrides=overrides))
+                policy = ros.add(PolicyNode(parameter_overrides=overrides, **lockstep_node_options(lockstep)))
                 apply_sets(policy, {**sets, **({"simulated_latency": args.latency} if args.latency else {})})
                 evaluator = ros.add(_make_eval_node(frames, f"/{sim.camera}/image_raw", lockstep, sim))
                 executor = SingleThreadedExecutor()

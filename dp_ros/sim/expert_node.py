@@ -160,6 +160,7 @@ def _record(args: argparse.Namespace, h: int, w: int) -> list[dict]:
     from dp_ros.nodes.common import InProcessNodes
     from dp_ros.nodes.teleop_recorder import TeleopRecorder
     from dp_ros.paths import package_file
+    from dp_ros.sim.evaluate import lockstep_node_options
     from dp_ros.sim.lockstep import Lockstep, RealTime
     from dp_ros.sim.sim_node import SimArmNode
 
@@ -168,13 +169,14 @@ def _record(args: argparse.Namespace, h: int, w: int) -> list[dict]:
     # ros2 launch dp_ros sim.launch.py mode:=record; the command line overrides a few.
     size = [Parameter("image_height", value=h), Parameter("image_width", value=w)]
     with InProcessNodes([package_file("config", "sim.yaml")]) as ros:
+        options = lockstep_node_options(lockstep)
         sim = ros.add(SimArmNode(parameter_overrides=[
             Parameter("seed", value=args.seed), Parameter("lockstep", value=lockstep), *size,
-            *([Parameter("camera_rate", value=0.0)] if args.no_images else [])]))
+            *([Parameter("camera_rate", value=0.0)] if args.no_images else [])], **options))
         ros.add(TeleopRecorder(parameter_overrides=[
             Parameter("dataset_path", value=args.dataset), Parameter("use_sim_time", value=lockstep), *size,
-            *([Parameter("cameras", value=[""])] if args.no_images else [])]))
-        expert = ros.add(ExpertNode(seed=args.seed, use_sim_time=lockstep))
+            *([Parameter("cameras", value=[""])] if args.no_images else [])], **options))
+        expert = ros.add(ExpertNode(seed=args.seed, use_sim_time=lockstep, **options))
         executor = SingleThreadedExecutor()
         for n in ros.nodes:
             executor.add_node(n)

@@ -81,6 +81,8 @@ class Lockstep:
         self._wait_for_discovery()
         for w in self._workers:
             w.step()
+        t_ns = int(round(sim.publish_clock() * 1e9))  # every clock set before the first message
+        self._drain(lambda: self._clocks_at(t_ns))
         self._step(self.instant)
 
     # ---- counting ----
@@ -180,24 +182,27 @@ class Lockstep:
 
     def _settle_workers(self) -> None:
         """Wait until every worker is done with the present instant (idle, or busy with a
-        chunk due later), handling what they publish on the way; sets the time limit."""
+        chunk due later), then handle what they published on the way; sets the time limit.
+        While a worker computes, the executor is left alone: nothing it does needs it."""
         now = self._sim.time()
         end = time.monotonic() + self.timeout
+        published = sum(self._published.values())
         while True:
-            published = sum(self._published.values())
-            if all(w.settled(now) is not None for w in self._workers):
-                if sum(self._published.values()) != published or not self._delivered():
-                    self._drain()  # what they published on the way
-                limits = [w.settled(now) for w in self._workers]
-                if all(x is not None for x in limits):
+            limits = [w.settled(now) for w in self._workers]
+            if all(x is not None for x in limits):
+                total = sum(self._published.values())
+                if total == published and self._delivered():
                     self._limit = min([math.inf, *limits])
                     return
-            self._drain()
+                self._drain()  # what they published; then look again
+                published = total
+                continue
             if time.monotonic() > end:
                 raise LockstepError(f"lockstep: the policy's worker did not finish the instant at {now:.3f} s "
                                     f"within {self.timeout:g} s")
-            for w in self._workers:
-                w.wait_settled(now, 0.002)
+            for w, x in zip(self._workers, limits):
+                if x is None:
+                    w.wait_settled(now, 0.05)
 
     # ---- the clock interface ----
 
