@@ -7,6 +7,8 @@ as a Python traceback) reach the terminal. ``verbose`` passes everything through
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 import threading
@@ -56,3 +58,26 @@ class QuietConsole:
             self._thread.join(timeout=5.0)
         os.close(self._saved)
         self._log.close()
+
+
+def add_console_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show every node log line (by default only warnings and errors; all go to the log file)")
+    p.add_argument("--log", default=None, help="node log file (default: under ~/.ros/log, printed at the start)")
+
+
+def quiet_console(args: argparse.Namespace, command: str) -> QuietConsole:
+    """The console for ``args`` (``add_console_arguments``); prints where the log goes."""
+    path = Path(args.log) if args.log else default_log_path(command)
+    print(f"node logs: {path}", flush=True)
+    return QuietConsole(path, verbose=getattr(args, "verbose", False))
+
+
+def emit_json(dest: str | None, key: str, data) -> None:
+    """``--json``: '-' prints ``{key: data}`` as one line; a path gets ``data``, indented."""
+    if dest == "-":
+        print(json.dumps({key: data}))
+    elif dest:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_text(json.dumps(data, indent=1) + "\n")
+        print(f"results: {dest}")

@@ -30,7 +30,7 @@ def test_record_train_evaluate_lowdim(tmp_path):
     data = tmp_path / "demos"
     assert main(["sim", "record", "--dataset", str(data), "--episodes", str(DEMOS), "--seed", "11",
                  "--no-images", "--json", str(tmp_path / "record.json")]) == 0
-    record = json.loads((tmp_path / "record.json").read_text())["sim_record"]
+    record = json.loads((tmp_path / "record.json").read_text())
     saved = [r for r in record if r["saved"]]
     assert len(saved) == DEMOS and {r["goal"] for r in saved} == {0, 1}
     with EpisodeStore.open(data) as store:

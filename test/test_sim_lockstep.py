@@ -65,7 +65,7 @@ def test_record_is_reproducible(tmp_path):
         assert main(["sim", "record", "--dataset", str(tmp_path / name), "--episodes", "2", "--seed", "4",
                      "--no-images", "--json", str(summary)]) == 0
         runs.append(json.loads(summary.read_text()))
-    assert runs[0] == runs[1] and sum(r["saved"] for r in runs[0]["sim_record"]) == 2
+    assert runs[0] == runs[1] and sum(r["saved"] for r in runs[0]) == 2
     import numpy as np
 
     from dp_ros.dataset.store import EpisodeStore

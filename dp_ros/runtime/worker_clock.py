@@ -34,7 +34,10 @@ class WorkerClock:
 
     def now(self) -> float:
         with self._cond:
-            return self._turn if self._stepped else self._clock()
+            return self._now()
+
+    def _now(self) -> float:
+        return self._turn if self._stepped else self._clock()
 
     def idle(self, now: float, until: float = -math.inf) -> None:
         """Nothing to do at ``now``, nor before ``until`` unless woken (a stepped worker is
@@ -67,7 +70,7 @@ class WorkerClock:
         """Until the time is ``t`` (the earliest a result may be published) or ``stop`` is set."""
         while not stop.is_set():
             with self._cond:
-                now = self._turn if self._stepped else self._clock()
+                now = self._now()
                 if now >= t:
                     return
                 if self._stepped:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dp_ros.console import add_console_arguments, emit_json, quiet_console
+
 GOALS = ("left", "right")
 
 
@@ -161,12 +163,13 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: boo
     from std_srvs.srv import SetBool, Trigger
 
     from dp_ros.nodes.common import image_msg_to_rgb
+    from dp_ros.sim.lockstep import node_options
     from dp_ros.sim.metrics import hold_fraction, seam_jumps
 
     class EvalNode(Node):
         def __init__(self):
             super().__init__("sim_eval", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)],
-                             **lockstep_node_options(use_sim_time))
+                             **node_options(use_sim_time))
             self.clock = None  # sim.lockstep.Lockstep or RealTime, set once every node exists
             self._lock = threading.Lock()
             self.task: dict | None = None
@@ -248,13 +251,6 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: boo
     return EvalNode()
 
 
-def lockstep_node_options(lockstep: bool) -> dict:
-    """Node options in lockstep: no parameter services. Every executor wait looks at every
-    service of every node, and the waits are most of what an instant costs; nothing
-    outside the process can reach a lockstep run's parameters anyway (``--set`` does it)."""
-    return {"start_parameter_services": False} if lockstep else {}
-
-
 def parse_sets(items: list[str]) -> dict:
     """``NAME=VALUE`` strings -> {name: value}, each value read as YAML (as ``ros2 param set`` does)."""
     import yaml
@@ -310,20 +306,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_console_arguments(p)
 
 
-def add_console_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="show every node log line (by default only warnings and errors; all go to the log file)")
-    p.add_argument("--log", default=None, help="node log file (default: under ~/.ros/log, printed at the start)")
-
-
-def quiet_console(args: argparse.Namespace, command: str):
-    from dp_ros.console import QuietConsole, default_log_path
-
-    path = Path(args.log) if args.log else default_log_path(command)
-    print(f"node logs: {path}", flush=True)
-    return QuietConsole(path, verbose=getattr(args, "verbose", False))
-
-
 def episode_seed(seed: int, index: int) -> int:
     """The denoiser's noise seed for one episode of a run seeded with ``seed``."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
@@ -345,7 +327,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, sets: dict) -> int:
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from dp_ros.model.checkpoint import read_config
@@ -353,7 +334,7 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
     from dp_ros.nodes.policy_node import PolicyNode
     from dp_ros.paths import package_file, share_dir
     from dp_ros.runtime.backends import resolve_model_path
-    from dp_ros.sim.lockstep import Lockstep, RealTime
+    from dp_ros.sim.lockstep import node_options, start_clock
     from dp_ros.sim.sim_node import SimArmNode
 
     lockstep = not args.realtime
@@ -369,18 +350,15 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
                     overrides.append(Parameter("camera_rate", value=30.0))  # the camera is what gets saved
                 elif not read_config(resolve_model_path(args.model, share_dir()))[0].obs.cameras:
                     overrides.append(Parameter("camera_rate", value=0.0))  # nobody looks: save the rendering
-                sim = ros.add(SimArmNode(parameter_overrides=overrides, **lockstep_node_options(lockstep)))
+                sim = ros.add(SimArmNode(parameter_overrides=overrides, **node_options(lockstep)))
                 overrides = [Parameter("model_path", value=args.model), Parameter("enabled_on_start", value=False),
                              Parameter("use_sim_time", value=lockstep)]
                 if args.backend:
                     overrides.append(Parameter("backend", value=args.backend))
-                policy = ros.add(PolicyNode(parameter_overrides=overrides, **lockstep_node_options(lockstep)))
+                policy = ros.add(PolicyNode(parameter_overrides=overrides, **node_options(lockstep)))
                 apply_sets(policy, {**sets, **({"simulated_latency": args.latency} if args.latency else {})})
                 evaluator = ros.add(_make_eval_node(frames, f"/{sim.camera}/image_raw", lockstep, sim))
-                executor = SingleThreadedExecutor()
-                for n in ros.nodes:
-                    executor.add_node(n)
-                clock = evaluator.clock = Lockstep(executor, ros.nodes, sim) if lockstep else RealTime(executor)
+                clock = evaluator.clock = start_clock(ros.nodes, sim, lockstep)
             except Exception as exc:
                 print(f"dp_ros sim eval: cannot start: {exc}")
                 return 2
@@ -396,7 +374,6 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
                           flush=True)
             finally:
                 clock.close()
-                executor.shutdown(timeout_sec=2.0)
     finally:
         if frames is not None:
             frames.close()
@@ -422,11 +399,6 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
     record = {"model": label, **summary, "goal_counts": summary["goals"],
               "episodes": [{"success": r.success, "goal": r.goal, "duration_s": r.seconds} for r in results],
               "results": [asdict(r) for r in results]}
-    if args.json == "-":
-        print(json.dumps({"sim_eval": record}))
-    elif args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
-        print(f"results: {args.json}")
+    emit_json(args.json, "sim_eval", record)
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
@@ -25,6 +24,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from dp_ros.console import add_console_arguments, emit_json, quiet_console
 from dp_ros.sim.expert import plan_reach
 from dp_ros.sim.scene import JOINTS, SimArm
 
@@ -119,8 +119,6 @@ class ExpertNode(Node):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from dp_ros.sim.evaluate import add_console_arguments
-
     p.add_argument("--dataset", required=True, help="dataset directory (created or appended to)")
     p.add_argument("--episodes", type=int, default=10, help="successful demonstrations to record")
     p.add_argument("--seed", type=int, default=0)
@@ -133,8 +131,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.sim.evaluate import quiet_console
-
     if args.episodes < 1:
         raise SystemExit("dp_ros sim record: --episodes must be >= 1")
     try:
@@ -147,21 +143,15 @@ def run(args: argparse.Namespace) -> int:
     left = sum(1 for s in saved if s["goal"] == 0)
     print(f"recorded {len(saved)} demonstrations into {args.dataset} ({left} left, {len(saved) - left} right; "
           f"{len(summary) - len(saved)} discarded)")
-    if args.json == "-":
-        print(json.dumps({"sim_record": summary}))
-    elif args.json:
-        Path(args.json).write_text(json.dumps({"sim_record": summary}, indent=1) + "\n")
+    emit_json(args.json, "sim_record", summary)
     return 0
 
 
 def _record(args: argparse.Namespace, h: int, w: int) -> list[dict]:
-    from rclpy.executors import SingleThreadedExecutor
-
     from dp_ros.nodes.common import InProcessNodes
     from dp_ros.nodes.teleop_recorder import TeleopRecorder
     from dp_ros.paths import package_file
-    from dp_ros.sim.evaluate import lockstep_node_options
-    from dp_ros.sim.lockstep import Lockstep, RealTime
+    from dp_ros.sim.lockstep import node_options, start_clock
     from dp_ros.sim.sim_node import SimArmNode
 
     lockstep = not args.realtime
@@ -169,7 +159,7 @@ def _record(args: argparse.Namespace, h: int, w: int) -> list[dict]:
     # ros2 launch dp_ros sim.launch.py mode:=record; the command line overrides a few.
     size = [Parameter("image_height", value=h), Parameter("image_width", value=w)]
     with InProcessNodes([package_file("config", "sim.yaml")]) as ros:
-        options = lockstep_node_options(lockstep)
+        options = node_options(lockstep)
         sim = ros.add(SimArmNode(parameter_overrides=[
             Parameter("seed", value=args.seed), Parameter("lockstep", value=lockstep), *size,
             *([Parameter("camera_rate", value=0.0)] if args.no_images else [])], **options))
@@ -177,12 +167,8 @@ def _record(args: argparse.Namespace, h: int, w: int) -> list[dict]:
             Parameter("dataset_path", value=args.dataset), Parameter("use_sim_time", value=lockstep), *size,
             *([Parameter("cameras", value=[""])] if args.no_images else [])], **options))
         expert = ros.add(ExpertNode(seed=args.seed, use_sim_time=lockstep, **options))
-        executor = SingleThreadedExecutor()
-        for n in ros.nodes:
-            executor.add_node(n)
-        expert.clock = Lockstep(executor, ros.nodes, sim) if lockstep else RealTime(executor)
+        expert.clock = start_clock(ros.nodes, sim, lockstep)
         try:
             return expert.record(args.episodes)
         finally:
             expert.clock.close()
-            executor.shutdown(timeout_sec=2.0)

@@ -34,6 +34,24 @@ class LockstepError(RuntimeError):
     """A participant did not finish an instant within the wall-clock timeout."""
 
 
+def node_options(lockstep: bool) -> dict:
+    """Node options in lockstep: no parameter services. Every executor wait looks at every
+    service of every node, and the waits are most of what an instant costs; nothing
+    outside the process can reach a lockstep run's parameters anyway (``--set`` does it)."""
+    return {"start_parameter_services": False} if lockstep else {}
+
+
+def start_clock(nodes, sim, lockstep: bool) -> "Lockstep | RealTime":
+    """One executor for ``nodes`` (the simulator ``sim`` among them), driven in lockstep
+    or spinning in real time; ``close()`` stops it."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    for n in nodes:
+        executor.add_node(n)
+    return Lockstep(executor, nodes, sim) if lockstep else RealTime(executor)
+
+
 class RealTime:
     """Wall-clock time; the executor spins in a background thread."""
 
@@ -58,7 +76,7 @@ class RealTime:
         return call_service(client, request, timeout)
 
     def close(self) -> None:
-        pass
+        self._executor.shutdown(timeout_sec=2.0)
 
 
 class Lockstep:
@@ -231,3 +249,4 @@ class Lockstep:
     def close(self) -> None:
         for w in self._workers:
             w.release()
+        self._executor.shutdown(timeout_sec=2.0)
