@@ -29,7 +29,7 @@ COMMANDS = {
         ("eval", "run a policy closed-loop in the simulator: success rate and goals chosen",
          "dp_ros.sim.evaluate"),
         ("replay", "replay a recorded episode through the policy node on the simulated arm: timing check",
-         "dp_ros.sim.replay"),
+         "dp_ros.sim.replay:sim"),
     ]),
 }
 

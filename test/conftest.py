@@ -56,7 +56,10 @@ def _paths_in_use_by_other_processes():
 
 _SHM_AT_START = _fastdds_shm_files()
 
-pytest_plugins = ["policy_rig"]  # the policy node test rig's fixtures: checkpoint, rig
+pytest_plugins = [
+    "policy_rig",  # the policy node test rig's fixtures: checkpoint, rig
+    "exported_models",  # tiny checkpoints exported to ONNX once per session: exported, ckpt_copy
+]
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -25,8 +25,10 @@ URDF = """<robot name="arm">
 </robot>"""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory):
+    """One tiny checkpoint for every policy node test (its ONNX export, made by the first
+    test that loads it with onnxruntime, is then reused). Never changed by a test."""
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "policy")
 
 

@@ -17,10 +17,10 @@ from model_helpers import FP16_TOL, FP32_TOL, J, tiny_config, window
 from model_helpers import diffusion_checkpoint as _ckpt, reference_chunk as _reference
 
 
-def test_export_names_shapes_and_reuse(tmp_path):
-    ckpt = _ckpt(tmp_path)
+def test_export_names_shapes_and_reuse(ckpt_copy, monkeypatch):
+    ckpt = ckpt_copy()  # exported once for the session; the export travels with the copy
     r = export_onnx(ckpt)
-    assert not r.reused and r.encoder.parent == ckpt / ".build" / "onnx"
+    assert r.reused and r.encoder.parent == ckpt / ".build" / "onnx"
     enc, den = onnx.load(str(r.encoder)), onnx.load(str(r.denoiser))
 
     def io(model):
@@ -34,18 +34,21 @@ def test_export_names_shapes_and_reuse(tmp_path):
     assert list(outs) == ["cond"]
     ins, outs = io(den)
     assert ins["sample"] == [1, 8, J] and ins["timestep"] == [1] and outs == {"model_output": [1, 8, J]}
-    assert export_onnx(ckpt).reused
-    # A changed checkpoint is exported again.
+    # A changed checkpoint is exported again (the graphs themselves: the export above).
+    exported = []
+    monkeypatch.setattr(export_mod, "_export", lambda module, args, path, *names: (
+        exported.append(type(module).__name__), path.write_bytes(b"onnx")))
     policy = load_checkpoint(ckpt)
     with torch.no_grad():
         next(policy.parameters()).add_(0.1)
     save_checkpoint(policy, ckpt)
-    assert not export_onnx(ckpt).reused
+    assert not export_onnx(ckpt).reused and exported == ["EncoderGraph", "DenoiserGraph"]
+    assert export_onnx(ckpt).reused and len(exported) == 2
 
 
 @pytest.mark.parametrize("denoiser,prediction", [("unet", "epsilon"), ("transformer", "epsilon"), ("unet", "sample")])
-def test_onnxruntime_parity_with_pytorch_fp32(tmp_path, denoiser, prediction):
-    ckpt = _ckpt(tmp_path, denoiser, prediction)
+def test_onnxruntime_parity_with_pytorch_fp32(ckpt_copy, denoiser, prediction):
+    ckpt = ckpt_copy(denoiser, prediction)
     runner = load_runner(ckpt, "onnxruntime", "cpu")
     obs = window(runner.config)
     noise = np.random.default_rng(1).standard_normal((8, J)).astype(np.float32)
@@ -56,8 +59,8 @@ def test_onnxruntime_parity_with_pytorch_fp32(tmp_path, denoiser, prediction):
         assert np.max(np.abs(got - ref)) < FP32_TOL, (steps, np.max(np.abs(got - ref)))
 
 
-def test_auto_and_explicit_backend_choice(tmp_path):
-    ckpt = _ckpt(tmp_path)
+def test_auto_and_explicit_backend_choice(ckpt_copy):
+    ckpt = ckpt_copy()
     assert load_runner(ckpt, "auto", "cpu").backend_name == "onnxruntime"
     with pytest.raises(BackendUnavailable, match="backend 'tensorrt' is unavailable on cpu"):
         load_runner(ckpt, "tensorrt", "cpu")
@@ -70,10 +73,10 @@ def test_auto_and_explicit_backend_choice(tmp_path):
             load_runner(ckpt, "pytorch", "cuda")
 
 
-def test_backend_options_apply_only_where_the_backend_takes_them(tmp_path, caplog):
+def test_backend_options_apply_only_where_the_backend_takes_them(ckpt_copy, caplog):
     import logging
 
-    ckpt = _ckpt(tmp_path)
+    ckpt = ckpt_copy()
     with caplog.at_level(logging.INFO, logger="dp_ros.runtime.backends"):
         runner = load_runner(ckpt, "onnxruntime", "cpu", compile=True)
     assert runner.backend_name == "onnxruntime"
@@ -161,7 +164,7 @@ GPU_CASES = [  # (backend, constructor options, tolerance)
 
 @pytest.mark.parametrize("name,options,tol", GPU_CASES, ids=lambda v: str(v) if not isinstance(v, float) else "")
 @pytest.mark.parametrize("denoiser,prediction", [("unet", "epsilon"), ("transformer", "epsilon"), ("unet", "sample")])
-def test_gpu_backend_parity(tmp_path, name, options, tol, denoiser, prediction):
+def test_gpu_backend_parity(ckpt_copy, name, options, tol, denoiser, prediction):
     why = _gpu_backend_reason(name)
     if why is None and options.get("compile"):
         from dp_ros.runtime.cuda_graph_backend import compile_unavailable
@@ -169,7 +172,7 @@ def test_gpu_backend_parity(tmp_path, name, options, tol, denoiser, prediction):
         why = compile_unavailable()
     if why:
         pytest.skip(f"{name} on cuda: {why}")
-    ckpt = _ckpt(tmp_path, denoiser, prediction)
+    ckpt = ckpt_copy(denoiser, prediction)
     runner = load_runner(ckpt, name, "cuda", **options)
     obs = window(runner.config)
     noise = np.random.default_rng(2).standard_normal((8, J)).astype(np.float32)
@@ -185,13 +188,13 @@ def test_gpu_backend_parity(tmp_path, name, options, tol, denoiser, prediction):
     assert not np.allclose(runner.predict(obs, 10, noise[::-1].copy()).actions, got)
 
 
-def test_tensorrt_fp32_parity(tmp_path):
+def test_tensorrt_fp32_parity(ckpt_copy):
     why = _gpu_backend_reason("tensorrt")
     if why:
         pytest.skip(f"tensorrt on cuda: {why}")
     from dp_ros.runtime.tensorrt_backend import TensorRTBackend
 
-    ckpt = _ckpt(tmp_path)
+    ckpt = ckpt_copy()
     backend = TensorRTBackend(load_checkpoint(ckpt), "cuda", ckpt, precision="fp32")
     obs = window(load_checkpoint(ckpt).config)
     noise = np.random.default_rng(3).standard_normal((8, J)).astype(np.float32)
@@ -247,10 +250,10 @@ class _Offset:
         return out
 
 
-def test_reference_check_passes_a_good_backend_and_refuses_a_wrong_one(tmp_path):
+def test_reference_check_passes_a_good_backend_and_refuses_a_wrong_one(ckpt_copy):
     from dp_ros.runtime.backends import BackendMismatch, check_against_reference
 
-    ckpt = _ckpt(tmp_path)
+    ckpt = ckpt_copy()
     runner = load_runner(ckpt, "onnxruntime", "cpu")
     check = check_against_reference(runner, 0.02)
     assert 0 <= check.max_diff < FP32_TOL and check.tolerance == 0.02 and check.seconds > 0
@@ -272,12 +275,12 @@ def test_reference_check_passes_a_good_backend_and_refuses_a_wrong_one(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["cuda_graph", "tensorrt"])
-def test_graph_backends_prepare_step_counts_outside_the_loop(tmp_path, name):
+def test_graph_backends_prepare_step_counts_outside_the_loop(ckpt_copy, name):
     """Issue 14.11: prepare() captures a step count's graph; running it then captures nothing."""
     why = _gpu_backend_reason(name)
     if why:
         pytest.skip(f"{name} on cuda: {why}")
-    runner = load_runner(_ckpt(tmp_path), name, "cuda", **({"compile": False} if name == "cuda_graph" else {}))
+    runner = load_runner(ckpt_copy(), name, "cuda", **({"compile": False} if name == "cuda_graph" else {}))
     assert runner.needs_prepare and runner.unprepared(3)
     assert runner.prepare(3) > 0 and runner.unprepared(3) is None
     graphs = dict(runner.backend._graphs)

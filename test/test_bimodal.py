@@ -48,7 +48,7 @@ def train(head: str, steps: int, seed: int = 0):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     policy.train()
     for _ in range(steps):
-        s, a, _ = make_demos(256, rng)
+        s, a, _ = make_demos(128, rng)
         batch = {"obs": {"joint_pos": torch.as_tensor(s, dtype=torch.float32)},
                  "action": torch.as_tensor(a, dtype=torch.float32)}
         loss = policy.compute_loss(batch)
@@ -61,8 +61,8 @@ def train(head: str, steps: int, seed: int = 0):
 
 @pytest.mark.slow
 def test_diffusion_keeps_both_modes_while_regression_averages():
-    diffusion = train("diffusion", steps=600)
-    regression = train("regression", steps=300)
+    diffusion = train("diffusion", steps=450)
+    regression = train("regression", steps=150)
 
     test_state, _, _ = make_demos(200, np.random.default_rng(1))
     obs = {"joint_pos": torch.as_tensor(test_state, dtype=torch.float32)}

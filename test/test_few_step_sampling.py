@@ -33,7 +33,7 @@ def trained():
         noise=NoiseConfig(num_train_steps=100, num_inference_steps=10)).validate()
     assert cfg.noise.timestep_spacing == "capped"  # the default
     policy = build_policy(cfg, Normalizer.fit({"action": action, "joint_pos": state}))
-    steps = 500
+    steps = 300
     opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     policy.train()

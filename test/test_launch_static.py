@@ -11,7 +11,7 @@ import pytest
 import rclpy
 import yaml
 
-from ros_helpers import make_checkpoint, params
+from ros_helpers import params
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -80,13 +80,13 @@ def test_launch_file_is_thin_and_consistent(path):
     assert used == declared, f"{path.name} declares unused launch arguments {sorted(declared - used)}"
 
 
-def test_policy_yaml_keys_are_declared_parameters(tmp_path):
+def test_policy_yaml_keys_are_declared_parameters(checkpoint):
     from dp_ros.nodes.policy_node import PolicyNode
 
     data = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
     assert list(data) == ["/**"]
     keys = data["/**"]["ros__parameters"]
-    ckpt = make_checkpoint(tmp_path / "ckpt")
+    ckpt = checkpoint  # the policy node tests' (its ONNX export is shared with them)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     try:

@@ -1,4 +1,5 @@
-"""dp_ros sim replay on a freshly recorded simulator demonstration (issue 14.6).
+"""dp_ros sim replay on a freshly recorded simulator demonstration (issue 14.6), in
+lockstep time (reproducible to the last digit).
 
 The recorder files each action under the time the arm should have reached it and the
 policy node schedules action T_o-1 at t_obs, so replaying the recorded actions through
@@ -26,6 +27,10 @@ def test_replay_fits_best_at_the_recorded_timing(tmp_path, capsys):
     assert r["rms_error"] < 0.025, r  # radians: small in absolute terms (0.011 measured)
     assert r["rms_error"] < 0.75 * shifted, r  # and clearly the best of the three
     assert "the recorded timing fits best" in capsys.readouterr().out
+    # In lockstep time a replay gives the same errors on every run.
+    again = tmp_path / "again.json"
+    assert main(["sim", "replay", "--dataset", str(data), "--episode", "0", "--json", str(again)]) == 0
+    assert json.loads(again.read_text()) == r
 
 
 def test_replay_refuses_a_missing_dataset(tmp_path, capsys):

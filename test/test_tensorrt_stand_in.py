@@ -8,9 +8,7 @@ TensorRT's parser, kernels, FP16 accuracy and CUDA graphs are covered only by th
 tests in test_backends.py, which need TensorRT.
 """
 import contextlib
-import shutil
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,7 +21,7 @@ from dp_ros.model import load_checkpoint
 from dp_ros.runtime import tensorrt_backend as trt_mod
 
 from model_helpers import FP16_TOL, FP32_TOL, J, window
-from model_helpers import diffusion_checkpoint, reference_chunk as _reference
+from model_helpers import reference_chunk as _reference
 
 
 class _Stream:
@@ -44,30 +42,6 @@ def stand_in(monkeypatch):
     monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _Stream())
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
     return fake_tensorrt
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Checkpoints with their ONNX export done once per module (the export is the slow part)."""
-    from dp_ros.runtime.export import export_onnx
-
-    made = {}
-
-    def get(denoiser="unet", prediction="epsilon"):
-        if (denoiser, prediction) not in made:
-            ckpt = diffusion_checkpoint(tmp_path_factory.mktemp("exported"), denoiser, prediction)
-            export_onnx(ckpt)
-            made[denoiser, prediction] = ckpt
-        return made[denoiser, prediction]
-    return get
-
-
-@pytest.fixture
-def ckpt_copy(exported, tmp_path):
-    """A fresh copy (checkpoint and export, no engines) of an exported checkpoint."""
-    def get(denoiser="unet", prediction="epsilon"):
-        return Path(shutil.copytree(exported(denoiser, prediction), tmp_path / f"{denoiser}-{prediction}"))
-    return get
 
 
 def _backend(ckpt, precision="fp32"):

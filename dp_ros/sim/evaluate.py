@@ -154,9 +154,8 @@ def write_strip(frames: list[np.ndarray], results: list[EpisodeResult], path: Pa
         raise OSError(f"cannot write {path}")
 
 
-def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: bool, sim):
+def _make_eval_node(frames: _Frames | None, camera_topic: str, lockstep: bool, sim):
     from rclpy.node import Node
-    from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -168,8 +167,8 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: boo
 
     class EvalNode(Node):
         def __init__(self):
-            super().__init__("sim_eval", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)],
-                             **node_options(use_sim_time))
+            # Its times come from the simulator (sim.time()), so it needs no /clock of its own.
+            super().__init__("sim_eval", **node_options(lockstep))
             self.clock = None  # sim.lockstep.Lockstep or RealTime, set once every node exists
             self._lock = threading.Lock()
             self.task: dict | None = None
@@ -188,7 +187,7 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, use_sim_time: boo
             self._enable = self.create_client(SetBool, "/dp_policy/enable")
 
         def _now(self) -> float:
-            return self.get_clock().now().nanoseconds * 1e-9
+            return sim.time()
 
         def _on_task(self, msg) -> None:
             with self._lock:
