@@ -37,8 +37,10 @@ class Commands:
 
 
 def start(module, *ros_args):
+    # PYTHONFAULTHANDLER: a child that hangs is sent SIGABRT and prints every thread's stack.
     return subprocess.Popen([sys.executable, "-c", SCRIPT.format(module=module), "--ros-args", *ros_args],
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
 
 
 @contextlib.contextmanager
@@ -64,8 +66,12 @@ def interrupt_twice(proc, gap):
     try:
         out, _ = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        os.killpg(proc.pid, signal.SIGABRT)  # the stacks, then death
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
         pytest.fail(f"did not stop within 30 s:\n{out}")
     assert "Traceback" not in out and "Segmentation" not in out, out
     assert proc.returncode == 0, out
