@@ -133,9 +133,9 @@ def call_service(client, request, timeout: float = 10.0):
 class InProcessNodes:
     """Several nodes in this process, as a launch file would start them: ``rclpy.init``
     with the given parameter files (matched by node name), ``add()`` each node as it is
-    built, ``spin()`` them on one single-threaded executor in a background thread.
-    Leaving the ``with`` block shuts the executor down, destroys the nodes (last first,
-    also those built before a failing constructor) and shuts rclpy down."""
+    built; ``sim.lockstep.start_clock`` then runs them (in lockstep or real time).
+    Leaving the ``with`` block destroys the nodes (last first, also those built before a
+    failing constructor) and shuts rclpy down."""
 
     def __init__(self, params_files=()):
         import rclpy
@@ -143,28 +143,15 @@ class InProcessNodes:
         self._rclpy = rclpy
         rclpy.init(args=["--ros-args", *[a for f in params_files for a in ("--params-file", str(f))]])
         self.nodes: list = []
-        self._executor = None
 
     def add(self, node):
         self.nodes.append(node)
         return node
 
-    def spin(self) -> None:
-        import threading
-
-        from rclpy.executors import SingleThreadedExecutor
-
-        self._executor = SingleThreadedExecutor()
-        for n in self.nodes:
-            self._executor.add_node(n)
-        threading.Thread(target=self._executor.spin, daemon=True).start()
-
     def __enter__(self) -> "InProcessNodes":
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(timeout_sec=2.0)
         for n in reversed(self.nodes):
             n.destroy_node()
         self._rclpy.try_shutdown()

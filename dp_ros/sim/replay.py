@@ -180,6 +180,7 @@ def _run(args: argparse.Namespace, sim: bool) -> int:
     if sim:
         params.append(package_file("config", "sim.yaml"))
     results = {}
+    options = node_options(lockstep)
     with InProcessNodes(params) as ros:
         try:
             arm = None
@@ -187,12 +188,10 @@ def _run(args: argparse.Namespace, sim: bool) -> int:
                 from dp_ros.sim.sim_node import SimArmNode
 
                 arm = ros.add(SimArmNode(parameter_overrides=[Parameter("camera_rate", value=0.0),
-                                                              Parameter("lockstep", value=lockstep)],
-                                         **node_options(lockstep)))
+                                                              Parameter("lockstep", value=lockstep)], **options))
             policy = ros.add(PolicyNode(runner=runner, parameter_overrides=[
-                Parameter("enabled_on_start", value=False), Parameter("use_sim_time", value=lockstep)],
-                **node_options(lockstep)))
-            observer = ros.add(_make_observer(joint_names, lockstep, **node_options(lockstep)))
+                Parameter("enabled_on_start", value=False), Parameter("use_sim_time", value=lockstep)], **options))
+            observer = ros.add(_make_observer(joint_names, lockstep, **options))
             clock = observer.clock = start_clock(ros.nodes, arm, lockstep)  # no arm here: real time
         except Exception as exc:
             print(f"{command}: cannot start: {exc}")
