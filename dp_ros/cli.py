@@ -30,6 +30,7 @@ COMMANDS = {
          "dp_ros.sim.evaluate"),
         ("replay", "replay a recorded episode through the policy node on the simulated arm: timing check",
          "dp_ros.sim.replay:sim"),
+        ("seams", "each seam mode at each simulated inference delay: table and plot", "dp_ros.sim.seam_bench"),
     ]),
 }
 

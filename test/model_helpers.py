@@ -52,10 +52,19 @@ def diffusion_checkpoint(tmp_path, denoiser="unet", prediction="epsilon", name="
     return save_checkpoint(build_policy(cfg, placeholder_normalizer(cfg)), tmp_path / name)
 
 
-def reference_chunk(ckpt, obs, noise, steps):
-    """The PyTorch FP32 chunk for this observation and initial noise."""
+def reference_chunk(ckpt, obs, noise, steps, guide=None):
+    """The PyTorch FP32 chunk for this observation and initial noise (and inpainting guide)."""
     import torch
 
     from dp_ros.model import load_checkpoint
 
-    return load_checkpoint(ckpt).predict_chunk(obs, noise=torch.as_tensor(noise), num_inference_steps=steps)
+    return load_checkpoint(ckpt).predict_chunk(obs, noise=torch.as_tensor(noise), num_inference_steps=steps,
+                                               guide=guide)
+
+
+def example_guide(horizon, joints, seed=0):
+    """A guide as the seam mode inpaint makes one: the first 3 actions fixed, 3 fading, the rest free."""
+    from dp_ros.core.seams import Guide, soft_mask
+
+    rng = np.random.default_rng(seed)
+    return Guide(rng.uniform(-0.5, 0.5, (horizon, joints)), soft_mask(np.arange(horizon, dtype=float), 2.0, 99.0, 3))

@@ -67,6 +67,8 @@ class Rig:
         for k, v in values.items():
             if isinstance(v, bool):
                 pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
+            elif isinstance(v, str):
+                pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
             elif isinstance(v, int):
                 pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
             else:

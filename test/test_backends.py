@@ -13,7 +13,7 @@ from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, load_runner
 from dp_ros.runtime.export import export_onnx
 from dp_ros.runtime.tensorrt_backend import cached_engine, engine_key
 
-from model_helpers import FP16_TOL, FP32_TOL, J, tiny_config, window
+from model_helpers import FP16_TOL, FP32_TOL, J, example_guide, tiny_config, window
 from model_helpers import diffusion_checkpoint as _ckpt, reference_chunk as _reference
 
 
@@ -33,7 +33,10 @@ def test_export_names_shapes_and_reuse(ckpt_copy, monkeypatch):
     assert enc.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert list(outs) == ["cond"]
     ins, outs = io(den)
-    assert ins["sample"] == [1, 8, J] and ins["timestep"] == [1] and outs == {"model_output": [1, 8, J]}
+    x = [1, 8, J]  # the guidance inputs (seam mode inpaint) are part of the denoiser graph
+    assert ins == {"sample": x, "timestep": [1], "cond": ins["cond"], "target": x, "mask": x, "noise": x,
+                   "level": [2]}
+    assert outs == {"model_output": x, "guided": x}
     # A changed checkpoint is exported again (the graphs themselves: the export above).
     exported = []
     monkeypatch.setattr(export_mod, "_export", lambda module, args, path, *names: (
@@ -44,6 +47,10 @@ def test_export_names_shapes_and_reuse(ckpt_copy, monkeypatch):
     save_checkpoint(policy, ckpt)
     assert not export_onnx(ckpt).reused and exported == ["EncoderGraph", "DenoiserGraph"]
     assert export_onnx(ckpt).reused and len(exported) == 2
+    # So is an export of an older graph version (before the guidance inputs).
+    stamp = r.encoder.parent / "export.json"
+    stamp.write_text(stamp.read_text().replace(f'"graph_version": {export_mod.GRAPH_VERSION}', '"graph_version": 1'))
+    assert not export_onnx(ckpt).reused and len(exported) == 4
 
 
 @pytest.mark.parametrize("denoiser,prediction", [("unet", "epsilon"), ("transformer", "epsilon"), ("unet", "sample")])
@@ -57,6 +64,11 @@ def test_onnxruntime_parity_with_pytorch_fp32(ckpt_copy, denoiser, prediction):
         ref = _reference(ckpt, obs, noise, steps)
         assert got.shape == ref.shape == (8, J)
         assert np.max(np.abs(got - ref)) < FP32_TOL, (steps, np.max(np.abs(got - ref)))
+    # Guided (seam mode inpaint) through the exported graph, against the same in PyTorch.
+    guide = example_guide(8, J)
+    got = runner.predict(obs, 10, noise, guide=guide).actions
+    ref = _reference(ckpt, obs, noise, 10, guide)
+    assert np.max(np.abs(got - ref)) < FP32_TOL, np.max(np.abs(got - ref))
 
 
 def test_auto_and_explicit_backend_choice(ckpt_copy):
@@ -244,8 +256,8 @@ class _Offset:
     def __init__(self, inner, joint, delta):
         self.inner, self.joint, self.delta = inner, joint, delta
 
-    def predict(self, obs, steps, noise=None):
-        out = np.array(self.inner.predict(obs, steps, noise))
+    def predict(self, obs, steps, noise=None, guide=None):
+        out = np.array(self.inner.predict(obs, steps, noise, guide))
         out[:, self.joint] += self.delta
         return out
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dp_ros.core.chunking import schedule_chunk
+from dp_ros.core.chunking import bridge_length, latency_problem, schedule_chunk
 
 T_P, J, DT = 16, 2, 0.1
 ACTIONS = np.arange(T_P * J, dtype=float).reshape(T_P, J)
@@ -36,3 +36,22 @@ def test_action_horizon_range():
     schedule_chunk(ACTIONS, 100.0, DT, 2, 15, now=99.0)
     with pytest.raises(ValueError, match="1..T_p - T_o \\+ 1 = 15"):
         schedule_chunk(ACTIONS, 100.0, DT, 2, 16, now=99.0)
+
+
+def test_bridge_publishes_the_next_predicted_actions_behind_the_executed_ones():
+    c = schedule_chunk(ACTIONS, 100.0, DT, 2, 8, now=99.0, bridge_steps=3)
+    assert np.array_equal(c.positions, ACTIONS[1:12]) and np.allclose(c.times, 100.0 + np.arange(11) * DT)
+    assert c.handover == pytest.approx(100.7)  # the last executed action's time, not the bridge's
+    # Capped at what the prediction has: T_p - T_o + 1 = 15 actions after t_obs.
+    assert len(schedule_chunk(ACTIONS, 100.0, DT, 2, 8, now=99.0, bridge_steps=20).times) == 15
+    assert bridge_length(20, 8, 2, T_P) == 7 and bridge_length(3, 15, 2, T_P) == 0
+    # A delay past the executed slice leaves the bridge, not an over-budget chunk.
+    late = schedule_chunk(ACTIONS, 100.0, DT, 2, 8, now=100.75, bridge_steps=3)
+    assert late.dropped == 8 and np.array_equal(late.positions, ACTIONS[9:12])
+    with pytest.raises(ValueError, match="bridge_steps"):
+        schedule_chunk(ACTIONS, 100.0, DT, 2, 8, now=99.0, bridge_steps=-1)
+
+
+def test_latency_problem_counts_the_bridge():
+    assert latency_problem(0.75, 8, DT) is not None and "every chunk would be over budget" in latency_problem(0.75, 8, DT)
+    assert latency_problem(0.75, 8, DT, bridge=1) is None

@@ -14,10 +14,11 @@ class FakeRunner:
     def __init__(self, actions=None, error=None, seconds=0.05, clock=None):
         self.config = _cfg()
         self.actions = np.zeros((T_P, J)) if actions is None else actions
-        self.error, self.seconds, self.clock, self.calls = error, seconds, clock, []
+        self.error, self.seconds, self.clock, self.calls, self.guides = error, seconds, clock, [], []
 
-    def predict(self, obs, steps, noise=None, t_obs=None):
+    def predict(self, obs, steps, noise=None, t_obs=None, guide=None):
         self.calls.append((obs, steps))
+        self.guides.append(guide)
         if self.error:
             raise self.error
         if self.clock:
@@ -267,3 +268,96 @@ def test_a_command_the_arm_does_not_follow_is_not_trusted():
     assert r.state == "ok" and np.allclose(r.start, 0.0) and "from the measured position" in r.note
     r = p.plan(clock, tun(limits=JointLimits.unlimited(J, 1.0), n_action_steps=7))  # no tolerance: trusted
     assert np.allclose(r.start, 1.0) and r.note == ""
+
+
+def _ramp(t0=0.0):
+    return np.tile(np.linspace(t0, t0 + 0.7, T_P)[:, None], (1, J))
+
+
+def _top_up(p, t0, t1):
+    """Joint states and frames from t0 to t1, received at t1."""
+    for t in np.arange(t0, t1 + 1e-9, 0.01):
+        p.push_joints(float(t), np.array([0.1, 0.2]), now=t1)
+        if round(t * 100) % 3 == 0:
+            p.push_frame("cam", float(t), 7, now=t1)
+
+
+def test_inpaint_guides_the_next_chunk_to_continue_the_published_one():
+    clock = Clock(100.0)
+    runner = FakeRunner(actions=_ramp(), seconds=0.05, clock=clock)
+    p = filled(runner, clock)
+    t = tun(seam_mode="inpaint", bridge_steps=3, inpaint_blend_steps=2)
+    r = p.plan(clock, t)
+    assert r.state == "ok" and runner.guides[-1] is None  # nothing published yet: nothing to continue
+    p.commit(r.chunk, r.t_switch, r.start)
+    assert p.handover == pytest.approx(r.chunk.origin + 3 * DT)  # T_a = 4: the 4th action
+    assert len(r.chunk.times) == 4 + 3 - r.chunk.dropped  # the bridge is published
+    _top_up(p, 100.0, 100.2)
+    clock.t = 100.2
+    r2 = p.plan(clock, t)
+    g = runner.guides[-1]
+    assert r2.state == "ok", r2.reasons
+    # Planned to take over at the handover; every action up to it fixed to the published chunk.
+    assert r2.t_planned == pytest.approx(p.handover) and r2.guided == g.fixed > 0
+    times = r2.t_obs + (np.arange(T_P) - 1) * DT
+    fixed = g.mask >= 1
+    assert np.all(times[fixed] <= r2.t_planned + 1e-9) and np.all(times[~fixed] > r2.t_planned)
+    np.testing.assert_allclose(g.targets[fixed], np.stack([p.command.at(x) for x in times[fixed]]))
+    # Naive and ensemble modes do not guide.
+    p.plan(clock, tun(seam_mode="naive"))
+    assert runner.guides[-1] is None
+
+
+def test_a_chunk_ready_after_its_planned_switch_is_dropped_while_the_old_plan_runs():
+    clock = Clock(100.0)
+    runner = FakeRunner(actions=_ramp(), seconds=0.05, clock=clock)
+    p = filled(runner, clock)
+    t = tun(bridge_steps=3)
+    r = p.plan(clock, t)
+    p.commit(r.chunk, r.t_switch, r.start)
+    # Started at 100.25: planned to take over at the handover (~100.3), but inference takes
+    # 0.2 s: ready at 100.45, the old plan (bridge) runs until ~100.6.
+    _top_up(p, 100.0, 100.25)
+    clock.t, runner.seconds = 100.25, 0.2
+    late = p.plan(clock, t)
+    assert late.state == "late" and "after its planned switch" in late.reasons[0] and late.chunk is None
+    # The estimate learnt: the next start is earlier, and a chunk that arrives once the
+    # old plan has run out is published (there is nothing left to keep going on).
+    assert p.latency.value(95) > 0.19
+    _top_up(p, 100.25, 100.7)
+    clock.t = 100.7
+    assert p.plan(clock, t).state == "ok"
+
+
+def test_next_start_early_inference_or_a_fixed_period():
+    clock = Clock(100.0)
+    runner = FakeRunner(actions=_ramp(), seconds=0.05, clock=clock)
+    p = filled(runner, clock)
+    t = tun(execution_latency=0.02, latency_margin=0.03, latency_percentile=100.0)
+    assert p.next_start(100.0, t) == pytest.approx(100.0 + DT)  # nothing running: retry a period later
+    r = p.plan(clock, t)
+    p.commit(r.chunk, r.t_switch, r.start)
+    # handover - (0.05 s measured + 0.02 + 0.03)
+    assert p.next_start(100.0, t) == pytest.approx(p.handover - 0.1)
+    assert p.next_start(100.0, tun(inference_period=0.4)) == pytest.approx(100.4)
+    p.forget_command()
+    assert p.handover is None and p.next_start(100.0, t) == pytest.approx(100.0 + DT)
+
+
+def test_ensemble_blends_overlapping_chunks():
+    clock = Clock(100.0)
+    runner = FakeRunner(actions=np.zeros((T_P, J)), seconds=0.0, clock=clock)
+    p = filled(runner, clock)
+    t = tun(seam_mode="ensemble", ensemble_decay=0.0, bridge_steps=3)
+    r1 = p.plan(clock, t)
+    runner.actions = np.ones((T_P, J))
+    _top_up(p, 100.0, 100.1)
+    clock.t = 100.1
+    r = p.plan(clock, t)
+    assert r.state == "ok"
+    # Where both predicted (equal weights): the mean; after the first chunk's end: the new one.
+    first_end = r1.t_obs + (T_P - 2) * DT
+    both = r.chunk.times <= first_end + 1e-9
+    assert both.sum() >= 3 and (~both).sum() >= 1
+    assert np.allclose(r.chunk.positions[both], 0.5) and np.allclose(r.chunk.positions[~both], 1.0)
+    assert len(p.ensemble) == 2

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from dp_ros.core.seams import Guide
 from dp_ros.model import TransformerConfig, UNetConfig, build_policy
 from dp_ros.model.presets import placeholder_normalizer
 from dp_ros.model.transformer import TransformerDenoiser
 from dp_ros.model.unet1d import ConditionalUnet1D
 from dp_ros.model.vision import CameraEncoders, SpatialSoftmax, crop_images
 
-from model_helpers import J, tiny_config, window
+from model_helpers import J, example_guide, tiny_config, window
 
 
 def test_spatial_softmax_keypoints_in_range():
@@ -127,3 +128,24 @@ def test_normalizer_must_match_config():
     other = dataclasses.replace(cfg, joint_names=("a", "b"))
     with pytest.raises(ValueError, match="action statistics have 2 dimensions, but the policy has 3 joints"):
         build_policy(cfg, placeholder_normalizer(other.validate()))
+
+
+@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+def test_guided_denoising_fixes_the_prefix_and_leaves_the_rest_to_the_network(denoiser):
+    """Seam mode inpaint (noise.guide_sample): an all-zero guide is the unguided sampler bit
+    for bit; actions with weight 1 come out as the committed ones; weight 0 stays free."""
+    cfg = tiny_config(denoiser)
+    policy = build_policy(cfg, placeholder_normalizer(cfg))
+    obs = window(cfg)
+    noise = torch.randn(cfg.horizon, J, generator=torch.Generator().manual_seed(3))
+    free = policy.predict_chunk(obs, noise=noise)
+    assert np.array_equal(policy.predict_chunk(obs, noise=noise, guide=Guide.none(cfg.horizon, J)), free)
+    guide = example_guide(cfg.horizon, J)
+    got = policy.predict_chunk(obs, noise=noise, guide=guide)
+    fixed, soft = guide.mask == 1, (guide.mask > 0) & (guide.mask < 1)
+    assert fixed.sum() == 3 and soft.sum() == 3
+    np.testing.assert_allclose(got[fixed], guide.targets[fixed], atol=1e-6)
+    assert not np.allclose(got[soft], guide.targets[soft], atol=1e-3)
+    assert not np.allclose(got[~fixed & ~soft], free[~fixed & ~soft], atol=1e-6)  # guided from the start
+    with pytest.raises(ValueError, match="guide has targets"):
+        policy.predict_chunk(obs, noise=noise, guide=Guide.none(cfg.horizon + 1, J))

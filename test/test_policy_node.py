@@ -18,6 +18,7 @@ from policy_rig import URDF
 
 DT = 0.1
 T_A = 4
+BRIDGE = 3  # the default: what the prediction has behind T_a (T_p 8 - T_o 2 + 1 - T_a 4)
 
 pytestmark = pytest.mark.slow
 
@@ -38,19 +39,28 @@ def check_message(msg, arrival, latency=0.02):
     return stamp, tfs
 
 
-def test_publishes_chunks_at_cadence_that_obey_the_controller_rules(rig):
-    r = rig()
+@pytest.mark.parametrize("continuous", [True, False])
+def test_publishes_chunks_at_cadence_that_obey_the_controller_rules(rig, continuous):
+    """Continuous execution (the defaults): early inference and a bridge behind the T_a
+    executed actions. Without it (inference every T_a periods, no bridge): T_a actions."""
+    r = rig() if continuous else rig(inference_period=T_A * DT, bridge_steps=0, seam_mode="naive")
+    bridge = r.node.get_parameter("bridge_steps").value
+    assert bridge == (BRIDGE if continuous else 0)
     assert wait_for(lambda: len(r.trajectories()) >= 6, timeout=20)
     msgs = r.trajectories()
     starts = []
     for arrival, msg in msgs:
         stamp, tfs = check_message(msg, arrival)
-        assert 1 <= len(msg.points) <= T_A
+        assert 1 <= len(msg.points) <= T_A + bridge
         # Stamped from the observation time: the newest camera frame, a moment before publishing.
         assert arrival - 1.0 < stamp < arrival
         starts.append(arrival)
     gaps = np.diff(starts)
-    assert np.median(gaps) == pytest.approx(T_A * DT, abs=0.08)  # once every T_a control periods
+    if continuous:  # each chunk started to take over by the previous one's last executed action
+        assert np.median(gaps) < (T_A - 1) * DT
+        assert max(len(m.points) for _, m in msgs) > T_A
+    else:
+        assert np.median(gaps) == pytest.approx(T_A * DT, abs=0.08)  # once every T_a control periods
     published = [s for s in r.statuses() if s["state"] == "published"]
     assert published and all(s["inference_ms"] > 0 for s in published)
 
@@ -164,12 +174,14 @@ def test_parameters_through_set_parameters_service(rig):
 
     # T_a = 3 spans 0.2 s: enough to outlast inference under load (T_a = 2 would often be
     # over budget on this 2-core machine, which is correct behaviour but not this test).
-    results = r.set_params(action_horizon=3, num_inference_steps=3)
+    results = r.set_params(action_horizon=3, num_inference_steps=3, bridge_steps=0)
     assert all(res.successful for res in results)
     r.rec.clear()
     assert wait_for(lambda: len(r.trajectories()) >= 2, timeout=30)
     assert all(len(m.points) <= 3 for _, m in r.trajectories())
     assert seen_steps[-1] == 3
+    (res,) = r.set_params(seam_mode="rtc")
+    assert not res.successful and "seam_mode 'rtc' must be one of naive, ensemble, inpaint" in res.reason
 
     # Invalid values are rejected with their reason, and the old value stays.
     (res,) = r.set_params(action_horizon=99)
@@ -179,7 +191,7 @@ def test_parameters_through_set_parameters_service(rig):
     (res,) = r.set_params(execution_latency=5.0)
     assert not res.successful and res.reason
     (res,) = r.set_params(execution_latency=0.25)  # in range, but the 3 executed actions span only 0.2 s
-    assert not res.successful and "shorter than the executed actions' span" in res.reason
+    assert not res.successful and "shorter than the published actions' span" in res.reason
     (res,) = r.set_params(action_horizon=1)  # one action, at t_obs: always due with a latency of 0.02 s
     assert not res.successful and "every chunk would be over budget" in res.reason
     (res,) = r.set_params(dt=0.2)
@@ -276,7 +288,8 @@ def test_backend_is_held_against_the_reference_at_startup(ros, checkpoint, monke
     def off_by_a_quarter(*args, **kwargs):  # a backend whose chunks are wrong, as a bad engine's would be
         runner = real(*args, **kwargs)
         inner = runner.backend.predict
-        runner.backend.predict = lambda obs, steps, noise=None: np.asarray(inner(obs, steps, noise)) + 0.25
+        runner.backend.predict = lambda obs, steps, noise=None, guide=None: np.asarray(
+            inner(obs, steps, noise, guide)) + 0.25
         return runner
 
     monkeypatch.setattr(policy_node, "load_runner", off_by_a_quarter)

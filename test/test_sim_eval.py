@@ -3,7 +3,8 @@ test_sim_e2e.py."""
 import cv2
 import numpy as np
 
-from dp_ros.sim.evaluate import EpisodeResult, _Frames, format_summary, summarize, write_strip
+from dp_ros.sim.evaluate import _Frames, write_strip
+from dp_ros.sim.results import EpisodeResult, format_summary, summarize
 
 
 def test_summary_counts_goals_over_all_episodes():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dp_ros.core.command import Command
-from dp_ros.sim.metrics import hold_fraction, seam_jumps
+from dp_ros.sim.metrics import chunk_motion, hold_fraction, seam_jumps, seam_steps, speed_ratio
 
 
 def cmd(t_switch, start, times, positions):
@@ -27,3 +27,16 @@ def test_seam_jump_is_where_the_new_points_disagree_with_the_old_path():
     assert seam_jumps([(0.0, old), (0.25, same)]) == pytest.approx([0.0])
     assert seam_jumps([(0.0, old), (0.25, off)]) == pytest.approx([0.2])
     assert seam_jumps([(0.0, old)]) == []
+
+
+def test_seam_steps_chunk_motion_and_speed_ratio():
+    old = cmd(0.0, 0.0, [0.1, 0.2, 0.3, 0.4], [[0.1], [0.2], [0.3], [0.4]])  # 0.1 per period of 0.1 s
+    smooth = cmd(0.25, 0.25, [0.3, 0.4], [[0.3], [0.4]])
+    jump = cmd(0.25, 0.25, [0.3, 0.4], [[0.5], [0.6]])  # must make up 0.25 in 0.05 s
+    assert seam_steps([(0.0, old), (0.25, smooth)], 0.1) == pytest.approx([0.1])
+    assert seam_steps([(0.0, old), (0.25, jump)], 0.1) == pytest.approx([0.25 + 0.05])
+    assert chunk_motion([(0.0, old)], 0.1) == pytest.approx([0.1, 0.1, 0.1])
+    assert chunk_motion([(0.0, cmd(0.0, 0.0, [0.1, 0.3], [[0.0], [0.4]]))], 0.1) == pytest.approx([0.2])
+    # 1 rad/s on every segment of the old path; the jump's first segment is 0.25 in 0.05 s.
+    assert speed_ratio([(0.0, old)], np.array([1.0])) == pytest.approx(1.0)
+    assert speed_ratio([(0.0, old), (0.25, jump)], np.array([2.0])) == pytest.approx(2.5)

@@ -20,7 +20,7 @@ from dp_ros.cli import main as cli_main
 from dp_ros.model import load_checkpoint
 from dp_ros.runtime import tensorrt_backend as trt_mod
 
-from model_helpers import FP16_TOL, FP32_TOL, J, window
+from model_helpers import FP16_TOL, FP32_TOL, J, example_guide, window
 from model_helpers import reference_chunk as _reference
 
 
@@ -62,8 +62,12 @@ def test_chunks_match_pytorch_fp32(stand_in, ckpt_copy, denoiser, prediction):
         assert diff < FP32_TOL, (steps, diff)
         # One encoder run and one denoiser run per DDIM step.
         assert (backend.enc.context.enqueued - enc_runs, backend.den.context.enqueued - den_runs) == (1, steps)
+    guide = example_guide(8, J)  # seam mode inpaint: the guidance runs in the denoiser engine
+    diff = np.max(np.abs(backend.predict(obs, 10, noise, guide) - _reference(ckpt, obs, noise, 10, guide)))
+    assert diff < FP32_TOL, diff
     # The bound buffers are re-read: a new observation or new noise changes the chunk.
     ref = backend.predict(obs, 10, noise)
+    assert np.array_equal(ref, got)  # no guide after a guided chunk: the guidance buffers were cleared
     assert not np.allclose(backend.predict(window(backend.config, np.random.default_rng(5)), 10, noise), ref)
     assert not np.allclose(backend.predict(obs, 10, noise[::-1].copy()), ref)
     assert np.array_equal(backend.predict(obs, 10, noise), ref)

@@ -117,6 +117,25 @@ def ddim_update(x: torch.Tensor, model_out: torch.Tensor, sqrt_abar: torch.Tenso
     return sqrt_abar_prev * x0 + sqrt_one_minus_prev * eps
 
 
+def commit_prefix(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` where ``mask`` is 0, ``target`` where it is 1, and the blend between (exactly
+    ``x`` for an all-zero mask)."""
+    return x + mask * (target - x)
+
+
+def guide_sample(x: torch.Tensor, noise: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                 sqrt_abar: torch.Tensor, sqrt_one_minus: torch.Tensor) -> torch.Tensor:
+    """Inpainting guidance before a DDIM step (the seam mode ``inpaint``, ``core.seams``),
+    RePaint-style (Lugmayr et al. 2022): where ``mask`` is 1 the sample is replaced by
+    ``target`` (normalized actions) noised to this step's level with the chunk's initial
+    ``noise``, which is where the deterministic DDIM path of that clean chunk passes;
+    where it is between 0 and 1 the two are blended; where it is 0 the sample is left
+    exactly as it is, so an all-zero mask gives the unguided sampler bit for bit. After
+    the last step the same replacement at noise level 0 (``commit_prefix``) makes the
+    fixed actions exactly the committed ones and blends the soft part."""
+    return commit_prefix(x, sqrt_abar * target + sqrt_one_minus * noise, mask)
+
+
 # "capped" spacing, epsilon prediction: the first timestep's abar is at least this, so the
 # x0 estimate multiplies the network's error by at most sqrt((1 - abar) / abar) = 3.3.
 MIN_ABAR_EPSILON = 0.08

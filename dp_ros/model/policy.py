@@ -3,9 +3,10 @@
 The API has three calls and no clocks, queues or ROS objects:
 
 - ``reset(seed=None)``: start a new rollout; re-seeds the policy's own noise generator.
-- ``predict_chunk(obs_window, noise=None, num_inference_steps=None)``: one unbatched
-  window (each camera ``(T_o, H, W, 3)`` uint8 RGB, each low-dim key ``(T_o, D)``) ->
-  ``(T_p, action_dim)`` float64 actions in joint units.
+- ``predict_chunk(obs_window, noise=None, num_inference_steps=None, guide=None)``: one
+  unbatched window (each camera ``(T_o, H, W, 3)`` uint8 RGB, each low-dim key
+  ``(T_o, D)``) -> ``(T_p, action_dim)`` float64 actions in joint units. ``guide``
+  (``core.seams.Guide``, joint units) makes the denoiser continue committed actions.
 - ``compute_loss(batch)``: a training batch ``{"obs": {key: (B, T_o, ...)},
   "action": (B, T_p, A)}`` in raw units -> scalar loss.
 
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from dp_ros.core.normalizer import Normalizer
 from dp_ros.model.config import PolicyConfig
-from dp_ros.model.noise import DDIMPlan, NoiseSchedule, ddim_plan
+from dp_ros.model.noise import DDIMPlan, NoiseSchedule, commit_prefix, ddim_plan, guide_sample
 from dp_ros.model.transformer import TransformerDenoiser
 from dp_ros.model.unet1d import ConditionalUnet1D
 from dp_ros.model.vision import CameraEncoders
@@ -106,6 +107,21 @@ class _PolicyBase(nn.Module):
     def unnormalize_action(self, a: torch.Tensor) -> torch.Tensor:
         return (a - self.action_offset) / self.action_scale
 
+    def guide_tensors(self, guide) -> tuple[torch.Tensor, torch.Tensor]:
+        """A ``core.seams.Guide`` (joint units) -> normalized targets and the mask, both
+        (1, T_p, A) float32 on the policy's device (all zero for None: no guidance)."""
+        shape = (1, self.config.horizon, self.config.action_dim)
+        if guide is None:
+            zeros = torch.zeros(shape, device=self.device)
+            return zeros, zeros.clone()
+        targets = torch.as_tensor(np.asarray(guide.targets), dtype=torch.float32, device=self.device)
+        mask = torch.as_tensor(np.asarray(guide.mask), dtype=torch.float32, device=self.device)
+        if tuple(targets.shape) != shape[1:] or tuple(mask.shape) != shape[1:2]:
+            raise ValueError(f"guide has targets {tuple(targets.shape)} and mask {tuple(mask.shape)}; expected "
+                             f"{shape[1:]} and {shape[1:2]}")
+        target = self.normalize_action(targets).unsqueeze(0)  # (T_p, A) -> (1, T_p, A)
+        return target, mask[None, :, None].expand(shape).contiguous()  # (T_p,) -> (1, T_p, A)
+
     def check_obs(self, obs: Mapping[str, Any], batched: bool) -> None:
         """Raise ValueError naming the first key whose shape or dtype is wrong."""
         cfg = self.config
@@ -148,8 +164,10 @@ class _PolicyBase(nn.Module):
         obs_window: Mapping[str, Any],
         noise: torch.Tensor | np.ndarray | None = None,
         num_inference_steps: int | None = None,
+        guide=None,
     ) -> np.ndarray:
-        """One observation window -> (T_p, action_dim) float64 joint targets."""
+        """One observation window -> (T_p, action_dim) float64 joint targets; ``guide``:
+        ``core.seams.Guide`` (diffusion policies; the regression baseline ignores it)."""
         was_training = self.training
         self.eval()
         try:
@@ -160,7 +178,7 @@ class _PolicyBase(nn.Module):
                 if tuple(noise.shape) != expect:
                     raise ValueError(f"noise has shape {tuple(noise.shape)}; expected {expect}")
                 noise = noise.unsqueeze(0)  # (T_p, A) -> (1, T_p, A)
-            actions = self.sample(batch, noise=noise, num_inference_steps=num_inference_steps)
+            actions = self.sample(batch, noise=noise, num_inference_steps=num_inference_steps, guide=guide)
         finally:
             self.train(was_training)
         return actions[0].double().cpu().numpy()
@@ -194,13 +212,20 @@ class DiffusionPolicy(_PolicyBase):
             self._plans[key] = ddim_plan(self.config.noise, n).to(self.device)
         return self._plans[key]
 
-    def denoise(self, cond: torch.Tensor, noise: torch.Tensor, plan: DDIMPlan) -> torch.Tensor:
-        """Run the DDIM steps from ``noise`` (B, T_p, A); returns normalized actions."""
+    def denoise(self, cond: torch.Tensor, noise: torch.Tensor, plan: DDIMPlan,
+                guide: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Run the DDIM steps from ``noise`` (B, T_p, A); returns normalized actions.
+        ``guide``: normalized targets and mask (``guide_tensors``), applied before every step
+        and to the result (``noise.guide_sample``)."""
         x = noise
         b = x.shape[0]
         for i in range(plan.num_steps):
+            if guide is not None:
+                x = guide_sample(x, noise, *guide, plan.sqrt_abar[i], plan.sqrt_one_minus[i])
             k = plan.timesteps[i].expand(b)
             x = plan.step(i, x, self.denoiser(x, k, cond))
+        if guide is not None:
+            x = commit_prefix(x, *guide)
         return x
 
     def initial_noise(self, batch_size: int) -> torch.Tensor:
@@ -208,12 +233,13 @@ class DiffusionPolicy(_PolicyBase):
         return torch.randn(shape, generator=self.generator).to(self.device)
 
     @torch.no_grad()
-    def sample(self, obs, noise=None, num_inference_steps=None) -> torch.Tensor:
+    def sample(self, obs, noise=None, num_inference_steps=None, guide=None) -> torch.Tensor:
         """Batched raw observations -> (B, T_p, A) actions in joint units."""
         cond = self.encode(obs)
         if noise is None:
             noise = self.initial_noise(cond.shape[0])
-        x = self.denoise(cond, noise.to(self.device, torch.float32), self.plan(num_inference_steps))
+        tensors = self.guide_tensors(guide) if guide is not None else None
+        x = self.denoise(cond, noise.to(self.device, torch.float32), self.plan(num_inference_steps), tensors)
         return self.unnormalize_action(x)
 
     def compute_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
@@ -249,7 +275,7 @@ class RegressionPolicy(_PolicyBase):
         return out.reshape(-1, self.config.horizon, self.config.action_dim)
 
     @torch.no_grad()
-    def sample(self, obs, noise=None, num_inference_steps=None) -> torch.Tensor:
+    def sample(self, obs, noise=None, num_inference_steps=None, guide=None) -> torch.Tensor:
         return self.unnormalize_action(self._forward(obs))
 
     def compute_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:

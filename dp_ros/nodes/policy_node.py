@@ -50,6 +50,7 @@ NODE_NAME = "dp_policy"
 TRAJECTORY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 # Refusals after which the node holds rather than let the last chunk run on (waiting: the
 # history is still filling; disabled and discarded: a hold has been sent or is not wanted).
+# A late chunk is not one of them: the running chunk's bridge goes on (core.seams).
 STOP_STATES = ("stale", "bad_input", "inference_failed", "over_budget", "unsafe", "bad_limits", "error")
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -150,6 +151,7 @@ class PolicyNode(Node):
             "seconds between /diagnostics messages", read_only=True, lo=0.05, hi=60.0)).value
 
         self._planner = ChunkPlanner(self.runner, self._decode_frame, self._param("max_obs_age"))
+        self._planner.latency.initial = max(warm, float(self._param("simulated_latency")))
         self._lock = threading.Lock()
         self._generation = 0  # bumped by ~/enable and ~/reset: results of older inferences are dropped
         self._held = True  # the controller is holding (nothing of ours running, or our hold)
@@ -395,19 +397,22 @@ class PolicyNode(Node):
                 # Short slices, so a simulated clock (use_sim_time) is followed too.
                 clock.wait(0.05 if not self._enabled else min(max(self._next_due - now, 0.0), 0.05))
                 continue
-            period = float(self._param("inference_period")) or self._param("action_horizon") * self.cfg.dt
-            self._next_due = now + period
-            clock.busy(now + float(self._param("simulated_latency")))
+            self._next_due = now + self.cfg.dt  # until the chunk says better (next_start)
             with self._lock:
                 generation = self._generation
+            tun = None
             try:
                 tun = self.params.tunables()
             except ValueError as exc:  # limits that contradict each other: nothing can be checked
                 result = StepResult("bad_limits", [str(exc)], t_start=now)
             else:
+                # The chunk starts at the instant the worker looked at (``now``). Only once its
+                # window is fixed is the worker busy (until its result is due): a lockstep driver
+                # moves simulated time on from then, never while the window is still being read.
                 try:
-                    result = self._planner.plan(clock.now, tun, self._noise(),
-                                                wait_until=lambda t: clock.wait_until(t, self._stop))
+                    result = self._planner.plan(clock.now, tun, self._noise(), t_start=now,
+                                                wait_until=lambda t: clock.wait_until(t, self._stop),
+                                                started=lambda: clock.busy(now + tun.simulated_latency))
                     if result.state == "ok":
                         result = self._publish_chunk(result, generation)
                 except Exception as exc:  # a bug; nothing was published, and it must show
@@ -416,6 +421,10 @@ class PolicyNode(Node):
             self._record(result)
             if result.state in STOP_STATES:
                 self._stop_motion(generation, result.state)
+            if tun is not None:
+                with self._lock:
+                    if generation == self._generation:  # ~/enable and ~/reset ask for a chunk at once
+                        self._next_due = self._planner.next_start(now, tun)
 
     def _stop_motion(self, generation: int, why: str) -> None:
         """After a refused chunk, hold instead of finishing the last one on what is now

@@ -6,8 +6,9 @@ callback, where it rejects the change with the reason), and read at every chunk 
 Checks that involve more than one parameter, or the node's state:
 - joint limits: one value per joint, no NaN, lower <= upper per joint, also after the
   URDF's limits are merged in; every message names the joints;
-- execution_latency against the span the executed actions cover
+- execution_latency against the span the published actions cover, the bridge included
   (``core.chunking.latency_problem``);
+- seam_mode among the known strategies (``core.seams``);
 - num_inference_steps only among the step counts the backend has prepared (a CUDA
   graph captured at start-up), so a change never stalls the control loop.
 """
@@ -17,8 +18,9 @@ import math
 
 import numpy as np
 
-from dp_ros.core.chunking import latency_problem
+from dp_ros.core.chunking import bridge_length, latency_problem
 from dp_ros.core.safety import JointLimits
+from dp_ros.core.seams import SEAM_MODES, seam_mode_problem
 from dp_ros.nodes.common import describe
 from dp_ros.runtime.loop import Tunables
 
@@ -43,7 +45,26 @@ class PolicyParameters:
             f"DDIM denoising steps per chunk, 1..K = {k_max}; on graph backends one of prepared_inference_steps",
             lo=1, hi=k_max, integer=True))
         declare("inference_period", 0.0, describe(
-            "seconds between chunk starts; 0 means action_horizon * dt", lo=0.0, hi=60.0))
+            "seconds between chunk starts; 0: early inference, each chunk started so that it takes over by the "
+            "running chunk's last executed action (from latency_percentile of recent inference times plus "
+            "latency_margin)", lo=0.0, hi=60.0))
+        declare("seam_mode", "inpaint", describe(
+            f"how a new chunk joins the running one: {', '.join(SEAM_MODES)} (docs/seams.md)"))
+        bridge_max = cfg.horizon - cfg.n_obs_steps
+        declare("bridge_steps", max(0, bridge_max + 1 - cfg.n_action_steps), describe(
+            "predicted actions published behind the action_horizon executed ones, so a late chunk leaves the arm "
+            "moving on the old plan (capped at what the prediction has: T_p - T_o + 1 - action_horizon); 0 for "
+            "none", lo=0, hi=bridge_max, integer=True))
+        declare("latency_percentile", 95.0, describe(
+            "early inference: percentile of the last 20 inference times taken as the next one's", lo=50.0, hi=100.0))
+        declare("latency_margin", 0.03, describe(
+            "early inference: seconds added to that estimate", lo=0.0, hi=1.0))
+        declare("inpaint_blend_steps", 4, describe(
+            "seam_mode inpaint: actions after the fixed prefix over which the guidance fades from 1 to 0",
+            lo=0, hi=cfg.horizon, integer=True))
+        declare("ensemble_decay", 0.1, describe(
+            "seam_mode ensemble: chunk weights exp(-decay * k), k = 0 for the oldest (ACT's convention)",
+            lo=0.0, hi=10.0))
         declare("execution_latency", 0.02, describe(
             "seconds from publishing to the controller acting; actions due before now + this are dropped, and the "
             "controller is taken to switch to the new chunk then", lo=0.0, hi=1.0))
@@ -109,8 +130,13 @@ class PolicyParameters:
             self.limits(staged)
         except ValueError as exc:
             return str(exc)
-        latency = latency_problem(float(self.get("execution_latency", staged)), int(self.get("action_horizon", staged)),
-                                  self.cfg.dt, float(self.get("action_time_offset", staged)))
+        mode = seam_mode_problem(str(self.get("seam_mode", staged)))
+        if mode:
+            return mode
+        horizon = int(self.get("action_horizon", staged))
+        bridge = bridge_length(int(self.get("bridge_steps", staged)), horizon, self.cfg.n_obs_steps, self.cfg.horizon)
+        latency = latency_problem(float(self.get("execution_latency", staged)), horizon, self.cfg.dt,
+                                  float(self.get("action_time_offset", staged)), bridge)
         if latency:
             return latency
         return self.runner.unprepared(int(self.get("num_inference_steps", staged)))
@@ -136,4 +162,11 @@ class PolicyParameters:
             limits=self.limits(),
             tracking_tolerance=float(self.get("tracking_tolerance")),
             simulated_latency=float(self.get("simulated_latency")),
+            seam_mode=str(self.get("seam_mode")),
+            bridge_steps=int(self.get("bridge_steps")),
+            inference_period=float(self.get("inference_period")),
+            latency_percentile=float(self.get("latency_percentile")),
+            latency_margin=float(self.get("latency_margin")),
+            inpaint_blend_steps=int(self.get("inpaint_blend_steps")),
+            ensemble_decay=float(self.get("ensemble_decay")),
         )

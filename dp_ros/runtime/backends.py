@@ -1,7 +1,10 @@
 """Inference backends: one contract, registered by name.
 
 Every backend turns one observation window into a chunk of T_p actions in joint
-units: encode once, run the DDIM steps, unnormalize. ``auto`` picks the best one that
+units: encode once, run the DDIM steps, unnormalize. Every backend takes the seam
+mode ``inpaint``'s guidance (``core.seams.Guide``: committed actions and their
+weights) into its accelerated path; without one, the weights are zero and the chunk is
+the unguided one. ``auto`` picks the best one that
 is available and says which; an explicitly requested backend that is unavailable is a
 start-up error, never a silent fallback.
 
@@ -29,6 +32,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from dp_ros.core.seams import Guide, soft_mask
 from dp_ros.model.checkpoint import load_checkpoint
 from dp_ros.model.config import PolicyConfig
 
@@ -67,9 +71,10 @@ class TorchBackend:
         self.policy = policy.to(device).eval()
 
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
-                noise: np.ndarray | None = None) -> np.ndarray:
+                noise: np.ndarray | None = None, guide=None) -> np.ndarray:
         with ieee_fp32():
-            return self.policy.predict_chunk(obs_window, noise=noise, num_inference_steps=num_inference_steps)
+            return self.policy.predict_chunk(obs_window, noise=noise, num_inference_steps=num_inference_steps,
+                                             guide=guide)
 
 
 def _torch_available(device: str) -> str | None:
@@ -176,12 +181,12 @@ class PolicyRunner:
         return min(self.predict(obs).seconds for _ in range(repeats))
 
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int | None = None,
-                noise: np.ndarray | None = None, t_obs: float | None = None) -> Prediction:
+                noise: np.ndarray | None = None, t_obs: float | None = None, guide=None) -> Prediction:
         """One chunk for the window ending at ``t_obs`` (a model does not need the time;
-        ``runtime.replay`` does)."""
+        ``runtime.replay`` does); ``guide``: ``core.seams.Guide`` (seam mode inpaint)."""
         steps = self.config.noise.num_inference_steps if num_inference_steps is None else num_inference_steps
         t0 = time.perf_counter()
-        actions = self.backend.predict(obs_window, steps, noise)
+        actions = self.backend.predict(obs_window, steps, noise, guide)
         return Prediction(np.asarray(actions, dtype=np.float64), time.perf_counter() - t0)
 
 
@@ -198,7 +203,9 @@ class ReferenceCheck:
 
 def check_against_reference(runner: PolicyRunner, tolerance: float, seed: int = 0) -> ReferenceCheck | None:
     """Run ``runner`` and the PyTorch FP32 reference (a second copy of the checkpoint, on
-    the same device) on one synthetic observation with the same initial noise, and raise
+    the same device) on one synthetic observation with the same initial noise and the
+    same inpainting guidance (random committed actions, the first few fixed, then a soft
+    mask, then free: both the guided and the free path are checked), and raise
     ``BackendMismatch`` when the chunks differ by more than ``tolerance`` of a joint's
     range or the backend's is not finite. Catches what a backend's build can get wrong on
     a machine it was never tested on (an engine out of FP16 range, a broken provider);
@@ -219,12 +226,16 @@ def check_against_reference(runner: PolicyRunner, tolerance: float, seed: int = 
         s = normalizer.stats[k.name]
         obs[k.name] = rng.uniform(s.min, s.max, (cfg.n_obs_steps, k.dim))
     noise = rng.standard_normal((cfg.horizon, cfg.action_dim)).astype(np.float32)
+    a = normalizer.stats["action"]
+    times = np.arange(cfg.horizon, dtype=np.float64)
+    guide = Guide(rng.uniform(a.min, a.max, (cfg.horizon, cfg.action_dim)),
+                  soft_mask(times, float(cfg.n_obs_steps + 1), float(cfg.horizon), 3))
     steps = cfg.noise.num_inference_steps
-    got = runner.predict(obs, steps, noise).actions
+    got = runner.predict(obs, steps, noise, guide=guide).actions
     policy = load_checkpoint(runner.path, runner.device)
     policy.config = cfg  # the runner's sampling settings (timestep_spacing), not only the file's
     reference = TorchBackend(policy, runner.device)
-    expected = reference.predict(obs, steps, noise)
+    expected = reference.predict(obs, steps, noise, guide)
     del reference
     if torch.device(runner.device).type == "cuda":
         torch.cuda.empty_cache()

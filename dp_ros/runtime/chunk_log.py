@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from dp_ros.runtime.loop import StepResult
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
-WARN_STATES = ("waiting", "over_budget", "discarded")  # transient; anything else that is not published: ERROR
+WARN_STATES = ("waiting", "over_budget", "discarded", "late")  # transient; anything else that is not published: ERROR
 
 
 @dataclass
 class Counters:
     chunks: int = 0
     over_budget: int = 0
+    late: int = 0
     refused: int = 0
     errors: int = 0
     dropped_actions: int = 0
@@ -47,6 +48,8 @@ class ChunkLog:
                 c.limit_clamped += r.report.limit_clamped
             elif r.state == "over_budget":
                 c.over_budget += 1
+            elif r.state == "late":
+                c.late += 1
             elif r.state == "error":
                 c.errors += 1
             elif r.state != "disabled":
@@ -59,6 +62,8 @@ class ChunkLog:
             "t_end": r.t_end,
             "t_published": r.t_published,
             "t_switch": r.t_switch,
+            "t_planned": r.t_planned,
+            "guided": r.guided,
             "prep_ms": round(r.prep_s * 1e3, 3),
             "inference_ms": round(r.inference_s * 1e3, 3),
             "points": 0 if r.chunk is None or r.state != "published" else int(len(r.chunk.times)),
@@ -84,6 +89,7 @@ class ChunkLog:
         return level, message, {
             "chunks_published": c.chunks,
             "chunks_over_budget": c.over_budget,
+            "chunks_late": c.late,
             "chunks_refused": c.refused,
             "chunks_failed": c.errors,
             "actions_dropped_late": c.dropped_actions,

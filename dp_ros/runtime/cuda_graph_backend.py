@@ -16,6 +16,9 @@ What makes it fast at batch 1 (each step measured on an H100, docs/backends.md):
 - ``compile`` (default: where Triton is installed): ``torch.compile`` fuses each
   GroupNorm with its Mish and FiLM and each DDIM update into the step before capture.
 
+The inpainting guidance of the seam mode ``inpaint`` (``noise.guide_sample``) is part
+of the graph, on static target and mask buffers (zero: unguided), in float32.
+
 The transformer denoiser runs under float16 autocast. ``half=False`` runs plain
 float32 (no TF32). The parity tests hold the results to the FP16 and FP32 tolerances.
 """
@@ -30,7 +33,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from dp_ros.model.noise import ddim_update
+from dp_ros.model.noise import commit_prefix, ddim_update, guide_sample
 from dp_ros.runtime.backends import BackendUnavailable, ieee_fp32
 from dp_ros.runtime.matmul_conv import use_matmul_convs
 
@@ -92,6 +95,8 @@ class CudaGraphBackend:
         self._static.update({k.name: torch.zeros(1, cfg.n_obs_steps, k.dim, device=self.device)
                              for k in cfg.obs.lowdim})
         self._noise = torch.zeros(1, cfg.horizon, cfg.action_dim, device=self.device)
+        self._target = torch.zeros_like(self._noise)  # inpainting guidance (normalized), static for the graph
+        self._mask = torch.zeros_like(self._noise)
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._host_out = torch.zeros(cfg.horizon, cfg.action_dim, pin_memory=True)
 
@@ -119,15 +124,22 @@ class CudaGraphBackend:
             films = [f.to(self._dtype) for f in self.policy.denoiser.films(plan.timesteps, cond.expand(k, -1))]
             x = self._noise
             for i in range(k):
+                x = self._guide(x, plan, i)
                 x = self._step(x, [f[i:i + 1] for f in films], plan.coefficients(i), plan.prediction_type)
-            return self.policy.unnormalize_action(x)
+            return self.policy.unnormalize_action(commit_prefix(x, self._target, self._mask))
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half, cache_enabled=False):
             cond = self._encode(self._static)
             x = self._noise
             for i in range(plan.num_steps):
+                x = self._guide(x, plan, i)
                 out = self._denoiser(x, plan.timesteps[i].expand(1), cond)
                 x = plan.step(i, x, out.float())
-        return self.policy.unnormalize_action(x)
+        return self.policy.unnormalize_action(commit_prefix(x, self._target, self._mask))
+
+    def _guide(self, x: torch.Tensor, plan, i: int) -> torch.Tensor:
+        """The inpainting guidance before step i, in float32 on the static buffers."""
+        return guide_sample(x.float(), self._noise, self._target, self._mask, plan.sqrt_abar[i],
+                            plan.sqrt_one_minus[i])
 
     def _graph(self, steps: int):
         if steps not in self._graphs:
@@ -158,8 +170,11 @@ class CudaGraphBackend:
 
     @torch.inference_mode()
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
-                noise: np.ndarray | None = None) -> np.ndarray:
+                noise: np.ndarray | None = None, guide=None) -> np.ndarray:
         graph, out = self._graph(num_inference_steps)
+        target, mask = self.policy.guide_tensors(guide)
+        self._target.copy_(target)
+        self._mask.copy_(mask)
         for key, buf in self._static.items():
             buf[0].copy_(torch.as_tensor(np.ascontiguousarray(obs_window[key])), non_blocking=False)
         if noise is None:

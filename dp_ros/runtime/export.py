@@ -3,8 +3,16 @@
     encoder.onnx    image_<camera> uint8 (1, T_o, H, W, 3) for each camera,
                     state_<key> float32 (1, T_o, D) for each low-dim key
                     -> cond float32: (1, T_o*D_obs) for the U-Net, (1, T_o, D_obs) for the transformer
-    denoiser.onnx   sample float32 (1, T_p, A), timestep float32 (1,), cond
-                    -> model_output float32 (1, T_p, A)
+    denoiser.onnx   sample float32 (1, T_p, A), timestep float32 (1,), cond,
+                    target, mask, noise float32 (1, T_p, A), level float32 (2,)
+                    -> model_output float32 (1, T_p, A), guided float32 (1, T_p, A)
+
+The denoiser graph includes the inpainting guidance of the seam mode ``inpaint``
+(``noise.guide_sample``): before the network, the sample is blended with the committed
+actions ``target`` (normalized) noised to the step's level (``level`` = sqrt(abar),
+sqrt(1 - abar)) with the chunk's initial ``noise``, by ``mask``; ``guided`` is that
+blended sample, which the DDIM update continues from. An all-zero mask leaves the
+sample unchanged, so one graph serves guided and unguided chunks on every backend.
 
 The encoder graph contains the center crop, the [0, 1] scaling and the low-dim
 normalization, so a backend feeds raw observations. The DDIM loop stays outside the
@@ -34,12 +42,16 @@ import torch
 import torch.nn as nn
 
 from dp_ros.model.checkpoint import checkpoint_hash, load_checkpoint
+from dp_ros.model.noise import guide_sample
 
 log = logging.getLogger(__name__)
 
 ENCODER_ONNX = "encoder.onnx"
 DENOISER_ONNX = "denoiser.onnx"
 OPSET = 18
+GRAPH_VERSION = 2  # 2: the denoiser takes the inpainting guidance inputs
+DENOISER_INPUTS = ["sample", "timestep", "cond", "target", "mask", "noise", "level"]
+DENOISER_OUTPUTS = ["model_output", "guided"]
 
 
 class EncoderGraph(nn.Module):
@@ -55,14 +67,17 @@ class EncoderGraph(nn.Module):
 
 
 class DenoiserGraph(nn.Module):
-    """The denoiser with a float timestep (friendlier to engines than int64)."""
+    """One guided denoiser step before its DDIM update, with a float timestep (friendlier
+    to engines than int64)."""
 
     def __init__(self, policy):
         super().__init__()
         self.denoiser = policy.denoiser
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.denoiser(sample, timestep, cond)
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor, noise: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        guided = guide_sample(sample, noise, target, mask, level[0], level[1])
+        return self.denoiser(guided, timestep, cond), guided
 
 
 def input_names(cfg) -> list[str]:
@@ -77,7 +92,8 @@ def example_inputs(policy, device="cpu") -> tuple[tuple[torch.Tensor, ...], tupl
     enc += [torch.zeros(1, cfg.n_obs_steps, k.dim, device=device) for k in cfg.obs.lowdim]
     with torch.no_grad():
         cond = EncoderGraph(policy).to(device)(*enc)
-    den = (torch.zeros(1, cfg.horizon, cfg.action_dim, device=device), torch.zeros(1, device=device), cond)
+    x = torch.zeros(1, cfg.horizon, cfg.action_dim, device=device)
+    den = (x, torch.zeros(1, device=device), cond, x.clone(), x.clone(), x.clone(), torch.ones(2, device=device))
     return tuple(enc), den
 
 
@@ -117,7 +133,8 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path | None = None, force
     enc_path, den_path = out / ENCODER_ONNX, out / DENOISER_ONNX
     if not force and stamp.is_file() and enc_path.is_file() and den_path.is_file():
         meta = json.loads(stamp.read_text())
-        if meta.get("checkpoint_hash") == digest and meta.get("opset") == OPSET:
+        if meta.get("checkpoint_hash") == digest and meta.get("opset") == OPSET and \
+                meta.get("graph_version") == GRAPH_VERSION:
             return ExportResult(enc_path, den_path, digest, 0.0, True)
     t0 = time.perf_counter()
     policy = load_checkpoint(ckpt, "cpu")
@@ -126,12 +143,12 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path | None = None, force
     buf = io.StringIO()
     with torch.no_grad(), contextlib.redirect_stdout(buf):  # the exporter narrates to stdout
         _export(EncoderGraph(policy), enc_in, enc_path.with_suffix(".tmp"), names, ["cond"])
-        _export(DenoiserGraph(policy), den_in, den_path.with_suffix(".tmp"), ["sample", "timestep", "cond"],
-                ["model_output"])
+        _export(DenoiserGraph(policy), den_in, den_path.with_suffix(".tmp"), DENOISER_INPUTS, DENOISER_OUTPUTS)
     log.debug("%s", buf.getvalue())
     os.replace(enc_path.with_suffix(".tmp"), enc_path)
     os.replace(den_path.with_suffix(".tmp"), den_path)
-    stamp.write_text(json.dumps({"checkpoint_hash": digest, "opset": OPSET, "inputs": names,
+    stamp.write_text(json.dumps({"checkpoint_hash": digest, "opset": OPSET, "graph_version": GRAPH_VERSION,
+                                 "inputs": names,
                                  "torch": torch.__version__}, indent=2))
     return ExportResult(enc_path, den_path, digest, time.perf_counter() - t0, False)
 

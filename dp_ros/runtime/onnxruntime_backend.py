@@ -2,7 +2,8 @@
 
 Providers: TensorRT and CUDA when this onnxruntime build has them and a GPU is asked
 for, otherwise the CPU. The DDIM update uses the same per-step constants as the
-PyTorch policy (``noise.ddim_plan``), in float32.
+PyTorch policy (``noise.ddim_plan``), in float32. The inpainting guidance runs inside
+the denoiser graph (``export``), which returns the guided sample the update continues.
 """
 from __future__ import annotations
 
@@ -73,13 +74,28 @@ class OnnxRuntimeBackend:
             feeds[name] = np.ascontiguousarray(x[None])  # (T_o, ...) -> (1, T_o, ...)
         return self.encoder.run(["cond"], feeds)[0]
 
-    def denoise(self, cond: np.ndarray, noise: np.ndarray, steps: int) -> np.ndarray:
+    def guide_arrays(self, guide) -> tuple[np.ndarray, np.ndarray]:
+        """A ``core.seams.Guide`` (joint units, or None) -> normalized targets and mask, (1, T_p, A) float32."""
+        shape = (1, self.config.horizon, self.config.action_dim)
+        if guide is None:
+            return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        targets, mask = np.asarray(guide.targets), np.asarray(guide.mask)
+        if targets.shape != shape[1:] or mask.shape != shape[1:2]:
+            raise ValueError(f"guide has targets {targets.shape} and mask {mask.shape}; expected {shape[1:]} and "
+                             f"{shape[1:2]}")
+        target = (targets * self._scale + self._offset).astype(np.float32)[None]  # (T_p, A) -> (1, T_p, A)
+        return target, np.ascontiguousarray(np.broadcast_to(mask.astype(np.float32)[None, :, None], shape))
+
+    def denoise(self, cond: np.ndarray, noise: np.ndarray, steps: int, guide=None) -> np.ndarray:
         p = self._plan(steps)
-        x = noise.astype(np.float32)
+        x = noise = noise.astype(np.float32)
+        target, mask = self.guide_arrays(guide)
         eps_pred = self.config.noise.prediction_type == "epsilon"
         for i, k in enumerate(p["timesteps"]):
-            out = self.denoiser.run(["model_output"], {
-                "sample": x, "timestep": np.array([k], np.float32), "cond": cond})[0]
+            level = np.array([p["sqrt_abar"][i], p["sqrt_one_minus"][i]], np.float32)
+            out, x = self.denoiser.run(["model_output", "guided"], {
+                "sample": x, "timestep": np.array([k], np.float32), "cond": cond, "target": target, "mask": mask,
+                "noise": noise, "level": level})
             if eps_pred:
                 x0 = np.clip((x - p["sqrt_one_minus"][i] * out) / p["sqrt_abar"][i], -1.0, 1.0)
                 eps = out
@@ -87,12 +103,12 @@ class OnnxRuntimeBackend:
                 x0 = np.clip(out, -1.0, 1.0)
                 eps = (x - p["sqrt_abar"][i] * x0) / p["sqrt_one_minus"][i]
             x = p["sqrt_abar_prev"][i] * x0 + p["sqrt_one_minus_prev"][i] * eps
-        return x
+        return x + mask * (target - x)  # noise.commit_prefix: the fixed actions exactly, the soft ones blended
 
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
-                noise: np.ndarray | None = None) -> np.ndarray:
+                noise: np.ndarray | None = None, guide=None) -> np.ndarray:
         cfg = self.config
         shape = (cfg.horizon, cfg.action_dim)
         noise = self._rng.standard_normal(shape, dtype=np.float32) if noise is None else np.asarray(noise)
-        x = self.denoise(self.encode(obs_window), noise.reshape(1, *shape), num_inference_steps)
+        x = self.denoise(self.encode(obs_window), noise.reshape(1, *shape), num_inference_steps, guide)
         return ((x[0] - self._offset) / self._scale).astype(np.float64)

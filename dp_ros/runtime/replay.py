@@ -71,7 +71,8 @@ class ReplayRunner:
                          for j in range(self.actions.shape[1])], axis=1)
 
     def predict(self, obs_window, num_inference_steps: int | None = None, noise=None,
-                t_obs: float | None = None) -> Prediction:
+                t_obs: float | None = None, guide=None) -> Prediction:
+        """The recorded actions for the window ending at ``t_obs`` (``noise`` and ``guide`` ignored)."""
         if t_obs is None:
             raise ValueError("a replay needs the window's time t_obs")
         t0 = time.perf_counter()

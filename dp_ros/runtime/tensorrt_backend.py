@@ -9,7 +9,10 @@ shared by all builds on that GPU.
 A chunk: the encoder engine once, then the denoiser engine K times, all enqueued with
 ``execute_async_v3`` on one torch CUDA stream, the DDIM updates as torch operations
 on the same stream (no host synchronisation per step); optionally the whole chunk is
-captured in a CUDA graph and replayed.
+captured in a CUDA graph and replayed. The denoiser engine applies the inpainting
+guidance itself (``export``: committed target, mask and the chunk's noise are bound
+once per chunk, the step's noise level per step) and returns the guided sample that
+the update continues.
 
 Follows the TensorRT 10 Python API. TensorRT is imported only when this backend is
 used; where it is missing, the backend reports itself unavailable.
@@ -27,7 +30,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from dp_ros.runtime.export import build_dir, export_onnx, input_names
+from dp_ros.model.noise import commit_prefix
+from dp_ros.runtime.export import DENOISER_INPUTS, DENOISER_OUTPUTS, GRAPH_VERSION, build_dir, export_onnx, input_names
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ def engine_key(gpu: str, compute_capability: str, trt_version: str, precision: s
         "precision": precision,
         "shapes": {k: list(v) for k, v in sorted(shapes.items())},
         "checkpoint": checkpoint_hash,
+        "graph_version": GRAPH_VERSION,
     }
     digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
     return digest, desc
@@ -153,7 +158,8 @@ def engine_shapes(cfg) -> dict[str, dict[str, tuple[int, ...]]]:
     """The static input shapes each engine is built for (part of its key)."""
     enc = {n: (1, cfg.n_obs_steps, c.height, c.width, 3) for n, c in zip(input_names(cfg), cfg.obs.cameras)}
     enc.update({f"state_{k.name}": (1, cfg.n_obs_steps, k.dim) for k in cfg.obs.lowdim})
-    return {"encoder": enc, "denoiser": {"sample": (1, cfg.horizon, cfg.action_dim)}}
+    x = (1, cfg.horizon, cfg.action_dim)
+    return {"encoder": enc, "denoiser": {"sample": x, "target": x, "mask": x, "noise": x, "level": (2,)}}
 
 
 def prepare_engines(cfg, checkpoint: str | Path, device: torch.device, precision: str = "fp16") -> list[EngineFile]:
@@ -192,7 +198,7 @@ class TensorRTBackend:
         self.config = cfg = policy.config
         self.engine_files = prepare_engines(cfg, checkpoint, self.device, precision)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        expected = {"encoder": [*input_names(cfg), "cond"], "denoiser": ["sample", "timestep", "cond", "model_output"]}
+        expected = {"encoder": [*input_names(cfg), "cond"], "denoiser": [*DENOISER_INPUTS, *DENOISER_OUTPUTS]}
         self.engines = {f.part: _Engine(runtime, f, self.device, expected[f.part]) for f in self.engine_files}
         self.enc, self.den = self.engines["encoder"], self.engines["denoiser"]
         self.stream = torch.cuda.Stream(self.device)
@@ -201,6 +207,7 @@ class TensorRTBackend:
         self._x = torch.zeros(1, cfg.horizon, cfg.action_dim, device=self.device)
         self._noise = torch.zeros_like(self._x)
         self._out = torch.zeros_like(self._x)
+        self._levels: dict[int, torch.Tensor] = {}  # steps -> (K, 2) each step's noise level, on the device
         self._host_out = torch.zeros(cfg.horizon, cfg.action_dim, pin_memory=self.device.type == "cuda")
         self._keys = [c.name for c in cfg.obs.cameras] + [k.name for k in cfg.obs.lowdim]
 
@@ -210,13 +217,25 @@ class TensorRTBackend:
         with torch.cuda.stream(self.stream):
             self.enc.run(self.stream)
             self.den.tensors["cond"].copy_(self.enc.tensors["cond"])
+            self.den.tensors["noise"].copy_(self._noise)
             self._x.copy_(self._noise)
+            levels = self._step_levels(steps)
             for i in range(plan.num_steps):
                 self.den.tensors["sample"].copy_(self._x)
                 self.den.tensors["timestep"].copy_(plan.timesteps[i:i + 1].float())
+                self.den.tensors["level"].copy_(levels[i])
                 self.den.run(self.stream)
-                self._x.copy_(plan.step(i, self._x, self.den.tensors["model_output"].float()))
-            self._out.copy_(self.policy.unnormalize_action(self._x))
+                guided = self.den.tensors["guided"].float()
+                self._x.copy_(plan.step(i, guided, self.den.tensors["model_output"].float()))
+            fixed = commit_prefix(self._x, self.den.tensors["target"], self.den.tensors["mask"])
+            self._out.copy_(self.policy.unnormalize_action(fixed))
+
+    def _step_levels(self, steps: int) -> torch.Tensor:
+        """(K, 2): each step's sqrt(abar) and sqrt(1 - abar), the guidance's noise level."""
+        if steps not in self._levels:
+            plan = self.policy.plan(steps)
+            self._levels[steps] = torch.stack([plan.sqrt_abar, plan.sqrt_one_minus], dim=1).to(self.device)
+        return self._levels[steps]
 
     def _capture(self, steps: int) -> None:
         self._chunk(steps)  # TensorRT must run once before capture
@@ -244,13 +263,16 @@ class TensorRTBackend:
 
     @torch.inference_mode()
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
-                noise: np.ndarray | None = None) -> np.ndarray:
+                noise: np.ndarray | None = None, guide=None) -> np.ndarray:
         with torch.cuda.stream(self.stream):
             for name, key in zip(input_names(self.config), self._keys):
                 self.enc.tensors[name][0].copy_(torch.as_tensor(np.ascontiguousarray(obs_window[key])))
             if noise is None:
                 noise = self.policy.initial_noise(1)[0]
             self._noise[0].copy_(torch.as_tensor(noise, dtype=torch.float32))
+            target, mask = self.policy.guide_tensors(guide)
+            self.den.tensors["target"].copy_(target)
+            self.den.tensors["mask"].copy_(mask)
         self._replay(num_inference_steps)
         with torch.cuda.stream(self.stream):
             self._host_out.copy_(self._out[0], non_blocking=True)

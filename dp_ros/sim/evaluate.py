@@ -29,69 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from dp_ros.console import add_console_arguments, emit_json, quiet_console
-
-GOALS = ("left", "right")
-
-
-@dataclass
-class EpisodeResult:
-    index: int
-    success: bool
-    goal: int  # 0 left, 1 right, -1 none
-    seconds: float  # to success, or the timeout
-    chunks: int  # chunks the policy published during the episode
-    holding: int = 0  # control periods with no trajectory point ahead
-    periods: int = 0
-    seam_jumps: tuple = ()  # per switch between accepted trajectories, radians
-    points: int = 0  # trajectory points published
-    points_changed: int = 0  # of those, changed by the safety filter
-
-
-def summarize(results: list[EpisodeResult]) -> dict:
-    """Success rate, goals chosen (as counts and as a fraction of all episodes), time to success."""
-    n = len(results)
-    ok = [r for r in results if r.success]
-    goals = {name: sum(1 for r in ok if r.goal == g) for g, name in enumerate(GOALS)}
-    times = [r.seconds for r in ok]
-    return {
-        "episodes": n,
-        "successes": len(ok),
-        "success_rate": len(ok) / n if n else 0.0,
-        "goals": goals,
-        "goal_fraction": {k: v / n if n else 0.0 for k, v in goals.items()},
-        "seconds_to_success": {"mean": float(np.mean(times)), "max": float(np.max(times))} if times else None,
-    }
-
-
-def motion_summary(results: list[EpisodeResult]) -> dict:
-    """The motion metrics over all episodes (sim.metrics)."""
-    periods = sum(r.periods for r in results)
-    jumps = [j for r in results for j in r.seam_jumps]
-    points = sum(r.points for r in results)
-    return {
-        "hold_fraction": sum(r.holding for r in results) / periods if periods else 0.0,
-        "seam_jump_median": float(np.median(jumps)) if jumps else 0.0,
-        "seam_jump_max": float(np.max(jumps)) if jumps else 0.0,
-        "speed_limited_fraction": sum(r.points_changed for r in results) / points if points else 0.0,
-        "chunks": sum(r.chunks for r in results),
-    }
-
-
-def format_summary(s: dict, label: str) -> str:
-    lines = [f"{label}: {s['successes']}/{s['episodes']} episodes succeeded ({100 * s['success_rate']:.0f}%)"]
-    lines.append("goal chosen: " + ", ".join(
-        f"{g} {n} ({100 * s['goal_fraction'][g]:.0f}% of episodes)" for g, n in s["goals"].items()))
-    if s["seconds_to_success"]:
-        t = s["seconds_to_success"]
-        lines.append(f"time to success: mean {t['mean']:.1f} s, max {t['max']:.1f} s")
-    return "\n".join(lines)
-
+from dp_ros.sim.results import (
+    GOALS, EpisodeResult, format_motion, format_summary, motion_summary, summarize, write_trace,
+)
 
 class _Frames:
     """Camera frames of the running episode, for --video (every frame) and --strip (the last)."""
@@ -163,7 +109,7 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, lockstep: bool, s
 
     from dp_ros.nodes.common import image_msg_to_rgb
     from dp_ros.sim.lockstep import node_options
-    from dp_ros.sim.metrics import hold_fraction, seam_jumps
+    from dp_ros.sim.metrics import chunk_motion, hold_fraction, seam_jumps, seam_steps, speed_ratio
 
     class EvalNode(Node):
         def __init__(self):
@@ -174,9 +120,11 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, lockstep: bool, s
             self.task: dict | None = None
             self.task_stamp = 0.0
             self.published = 0
+            self.late = 0  # chunks dropped because they were ready after their planned switch
             self.points = [0, 0]  # published, changed by the filter
             self.inference_ms: list[float] = []
             self.label = ""
+            self.trace: list = []  # the first episode's accepted trajectories: (sim time, Command)
             self.create_subscription(String, "/sim_arm/task", self._on_task, 10)
             self.create_subscription(String, "/dp_policy/status", self._on_status, 10)
             if frames is not None:
@@ -195,6 +143,9 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, lockstep: bool, s
 
         def _on_status(self, msg) -> None:
             status = json.loads(msg.data)
+            if status.get("state") == "late":
+                with self._lock:
+                    self.late += 1
             if status.get("state") == "published":
                 with self._lock:
                     self.published += 1
@@ -213,7 +164,8 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, lockstep: bool, s
                 if not res.success:
                     raise RuntimeError(f"{client.srv_name}: {res.message}")
 
-        def episode(self, index: int, timeout: float, settle: float, dt: float) -> EpisodeResult:
+        def episode(self, index: int, timeout: float, settle: float, dt: float,
+                    max_velocity: np.ndarray) -> EpisodeResult:
             self.enable(False)
             self.reset()
             self.clock.sleep(settle)  # a fresh observation window after the reset
@@ -225,6 +177,7 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, lockstep: bool, s
             t0 = self._now()
             sim_t0 = sim.sim.time
             n_traj = len(sim.trajectories)
+            rejected0 = sim.sim.controller.rejected
             self.enable(True)
             result = None
             while result is None:
@@ -238,8 +191,18 @@ def _make_eval_node(frames: _Frames | None, camera_topic: str, lockstep: bool, s
                     result = EpisodeResult(index, False, -1, round(t, 2), chunks)
             self.enable(False)
             commands = [c for c in sim.trajectories[n_traj:] if c[0] <= sim.sim.time]
-            result.holding, result.periods = hold_fraction(commands, sim_t0, sim_t0 + result.seconds, dt)
+            t_end = sim_t0 + result.seconds
+            t_first = min(commands[0][0], t_end) if commands else t_end
+            result.startup = round(t_first - sim_t0, 4)
+            result.holding, result.periods = hold_fraction(commands, t_first, t_end, dt)
             result.seam_jumps = tuple(round(j, 5) for j in seam_jumps(commands))
+            result.seam_steps = tuple(round(j, 5) for j in seam_steps(commands, dt))
+            motion = chunk_motion(commands, dt)
+            result.chunk_motion_median = round(float(np.median(motion)), 5) if motion else 0.0
+            result.speed_ratio = round(speed_ratio(commands, max_velocity), 5)
+            result.rejected = sim.sim.controller.rejected - rejected0
+            if index == 0:
+                self.trace = commands
             with self._lock:
                 result.points, result.points_changed = (self.points[0] - points0[0], self.points[1] - points0[1])
             if frames is not None:
@@ -302,6 +265,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", default=None, help="write an MP4 of every episode from the camera")
     p.add_argument("--strip", default=None, help="write a PNG with the last frame of every episode")
     p.add_argument("--label", default=None, help="name printed with the results (default: the model)")
+    p.add_argument("--trace", default=None,
+                   help="write the trajectories the controller accepted in the first episode to this JSON file")
     add_console_arguments(p)
 
 
@@ -350,6 +315,7 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
                 elif not read_config(resolve_model_path(args.model, share_dir()))[0].obs.cameras:
                     overrides.append(Parameter("camera_rate", value=0.0))  # nobody looks: save the rendering
                 sim = ros.add(SimArmNode(parameter_overrides=overrides, **node_options(lockstep)))
+                sim.record_trajectories = True  # for the motion metrics, in real time too
                 overrides = [Parameter("model_path", value=args.model), Parameter("enabled_on_start", value=False),
                              Parameter("use_sim_time", value=lockstep)]
                 if args.backend:
@@ -366,7 +332,8 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
             try:
                 for i in range(args.episodes):
                     apply_sets(policy, {"noise_seed": episode_seed(args.seed, i)})
-                    r = evaluator.episode(i, args.timeout, settle, policy.cfg.dt)
+                    r = evaluator.episode(i, args.timeout, settle, policy.cfg.dt,
+                                          policy.params.limits().max_velocity)
                     results.append(r)
                     outcome = f"touched the {GOALS[r.goal]} target" if r.success else "no success"
                     print(f"episode {i + 1}/{args.episodes}: {outcome} after {r.seconds:.1f} s ({r.chunks} chunks)",
@@ -381,12 +348,10 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
     ms = evaluator.inference_ms
     summary["inference_ms_p50"] = float(np.percentile(ms, 50)) if ms else None
     summary["latency_s"] = args.latency
+    summary["chunks_late"] = evaluator.late
     summary["time"] = "lockstep" if lockstep else "real time"
     print(format_summary(summary, label))
-    print(f"motion: holding {100 * summary['hold_fraction']:.1f}% of control periods; seam jump median "
-          f"{summary['seam_jump_median']:.3f} rad, max {summary['seam_jump_max']:.3f} rad; "
-          f"{100 * summary['speed_limited_fraction']:.1f}% of points speed-limited; {summary['chunks']} chunks; "
-          f"{summary['time']}, latency {args.latency:g} s")
+    print(format_motion(summary, args.latency))
     if ms:
         print(f"inference ({policy.runner.backend_name}/{policy.runner.device}, wall time): "
               f"p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms over {len(ms)} chunks")
@@ -399,5 +364,6 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
               "episodes": [{"success": r.success, "goal": r.goal, "duration_s": r.seconds} for r in results],
               "results": [asdict(r) for r in results]}
     emit_json(args.json, "sim_eval", record)
+    if args.trace:
+        write_trace(Path(args.trace), evaluator.trace, policy.cfg)
     return 0
-

@@ -73,7 +73,8 @@ class SimArmNode(Node):
         if camera_hz > 0:
             self._periods["camera"] = 1.0 / camera_hz
         self._due = {k: 0.0 for k in self._periods}  # lockstep: the next sim time each stream is due
-        self.trajectories: list[tuple[float, object]] = []  # lockstep: (sim time, Command) accepted
+        self.trajectories: list[tuple[float, object]] = []  # (sim time, Command) accepted, while recording
+        self.record_trajectories = self.lockstep  # in lockstep always; an evaluator in real time sets it
         self._rng = np.random.default_rng(seed)
         self._js_pub = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
         self._img_pub = self.create_publisher(Image, f"/{self.camera}/image_raw", qos_profile_sensor_data)
@@ -155,7 +156,7 @@ class SimArmNode(Node):
                 now - self._offset)
         if errors:
             self.get_logger().warning(f"trajectory rejected: {'; '.join(errors)}", throttle_duration_sec=1.0)
-        elif self.lockstep:
+        elif self.record_trajectories:
             with self._lock:
                 self.trajectories.append((now - self._offset, self.sim.controller.last_command))
 
