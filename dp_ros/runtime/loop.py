@@ -53,7 +53,8 @@ class Tunables:
     limits: JointLimits
     tracking_tolerance: float = np.inf  # measured vs. our last command: beyond this, trust the measurement
     simulated_latency: float = 0.0  # a chunk is finished no earlier than this long after it started
-    # Continuous execution (core.seams); the defaults are the behaviour without it.
+    # Continuous execution (core.seams). These defaults: naive seams, no bridge, early inference;
+    # the node declares its own (policy_params: inpaint and the full bridge).
     seam_mode: str = "naive"  # naive | ensemble | inpaint
     bridge_steps: int = 0  # predicted actions published behind the T_a executed ones
     inference_period: float = 0.0  # s between chunk starts; 0: early inference from the latency estimate
