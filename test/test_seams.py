@@ -4,7 +4,8 @@ import pytest
 
 from dp_ros.core.command import Command, CommandLog
 from dp_ros.core.seams import (
-    Ensemble, Guide, LatencyEstimate, action_times, inpaint_guide, next_start, seam_mode_problem, soft_mask,
+    Ensemble, Guide, LatencyEstimate, action_times, guide_arrays, inpaint_guide, next_start, seam_mode_problem,
+    soft_mask,
 )
 
 DT = 0.1
@@ -101,3 +102,15 @@ def test_ensemble_weights_the_older_chunks_more_with_acts_convention():
 def test_unknown_seam_modes_are_refused():
     assert seam_mode_problem("inpaint") is None
     assert "must be one of naive, ensemble, inpaint" in seam_mode_problem("rtc")
+
+
+def test_guide_arrays_normalize_targets_like_actions_and_repeat_weights_per_joint():
+    g = Guide(np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]), np.array([1.0, 0.5, 0.0]))
+    target, mask = guide_arrays(g, np.array([2.0, 1.0]), np.array([-1.0, 0.0]), 3, 2)
+    assert target.dtype == mask.dtype == np.float32
+    np.testing.assert_allclose(target, [[-1, 1], [3, 3], [7, 5]])
+    np.testing.assert_allclose(mask, [[1, 1], [0.5, 0.5], [0, 0]])
+    zeros = guide_arrays(None, np.ones(2), np.zeros(2), 3, 2)
+    assert all(z.shape == (3, 2) and not z.any() for z in zeros)
+    with pytest.raises(ValueError, match="guide has targets"):
+        guide_arrays(g, np.ones(2), np.zeros(2), 4, 2)

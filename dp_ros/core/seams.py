@@ -115,6 +115,20 @@ class Guide:
         return cls(np.zeros((horizon, joints)), np.zeros(horizon))
 
 
+def guide_arrays(guide: Guide | None, scale: np.ndarray, offset: np.ndarray, horizon: int,
+                 joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a backend feeds its guided denoiser: the targets normalized like actions
+    (``targets * scale + offset``) and the weights repeated per joint, both (T_p, J)
+    float32; all zero for None (no guidance). ValueError for a guide of another shape."""
+    if guide is None:
+        return np.zeros((horizon, joints), np.float32), np.zeros((horizon, joints), np.float32)
+    if guide.targets.shape != (horizon, joints):
+        raise ValueError(f"guide has targets {guide.targets.shape} and mask {guide.mask.shape}; expected "
+                         f"{(horizon, joints)} and {(horizon,)}")
+    target = (guide.targets * scale + offset).astype(np.float32)
+    return target, np.repeat(guide.mask.astype(np.float32)[:, None], joints, axis=1)
+
+
 def soft_mask(times: np.ndarray, t_switch: float, plan_end: float, blend_steps: int) -> np.ndarray:
     """(T_p,) weights: 1 for actions due up to ``t_switch``; then, while the old plan has
     points (up to ``plan_end``), falling linearly to 0 over ``blend_steps`` actions; 0 after."""

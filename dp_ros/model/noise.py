@@ -96,6 +96,12 @@ class DDIMPlan:
             prediction_type=self.prediction_type,
         )
 
+    @property
+    def levels(self) -> torch.Tensor:
+        """(N, 2): each step's noise level, sqrt(abar) and sqrt(1 - abar), as the inpainting
+        guidance (``guide_sample``, the exported denoiser's ``level`` input) takes it."""
+        return torch.stack([self.sqrt_abar, self.sqrt_one_minus], dim=1)
+
     def coefficients(self, i: int) -> tuple[torch.Tensor, ...]:
         """Step i's four constants (0-d tensors), in ``ddim_update``'s order."""
         return self.sqrt_abar[i], self.sqrt_one_minus[i], self.sqrt_abar_prev[i], self.sqrt_one_minus_prev[i]

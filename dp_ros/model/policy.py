@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dp_ros.core.normalizer import Normalizer
+from dp_ros.core.seams import guide_arrays
 from dp_ros.model.config import PolicyConfig
 from dp_ros.model.noise import DDIMPlan, NoiseSchedule, commit_prefix, ddim_plan, guide_sample
 from dp_ros.model.transformer import TransformerDenoiser
@@ -110,17 +111,9 @@ class _PolicyBase(nn.Module):
     def guide_tensors(self, guide) -> tuple[torch.Tensor, torch.Tensor]:
         """A ``core.seams.Guide`` (joint units) -> normalized targets and the mask, both
         (1, T_p, A) float32 on the policy's device (all zero for None: no guidance)."""
-        shape = (1, self.config.horizon, self.config.action_dim)
-        if guide is None:
-            zeros = torch.zeros(shape, device=self.device)
-            return zeros, zeros.clone()
-        targets = torch.as_tensor(np.asarray(guide.targets), dtype=torch.float32, device=self.device)
-        mask = torch.as_tensor(np.asarray(guide.mask), dtype=torch.float32, device=self.device)
-        if tuple(targets.shape) != shape[1:] or tuple(mask.shape) != shape[1:2]:
-            raise ValueError(f"guide has targets {tuple(targets.shape)} and mask {tuple(mask.shape)}; expected "
-                             f"{shape[1:]} and {shape[1:2]}")
-        target = self.normalize_action(targets).unsqueeze(0)  # (T_p, A) -> (1, T_p, A)
-        return target, mask[None, :, None].expand(shape).contiguous()  # (T_p,) -> (1, T_p, A)
+        a = self.normalizer.stats["action"]
+        arrays = guide_arrays(guide, a.scale, a.offset, self.config.horizon, self.config.action_dim)
+        return tuple(torch.as_tensor(x, device=self.device).unsqueeze(0) for x in arrays)  # (T_p, A) -> (1, T_p, A)
 
     def check_obs(self, obs: Mapping[str, Any], batched: bool) -> None:
         """Raise ValueError naming the first key whose shape or dtype is wrong."""

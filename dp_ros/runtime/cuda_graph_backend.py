@@ -138,7 +138,7 @@ class CudaGraphBackend:
 
     def _guide(self, x: torch.Tensor, plan, i: int) -> torch.Tensor:
         """The inpainting guidance before step i, in float32 on the static buffers."""
-        return guide_sample(x.float(), self._noise, self._target, self._mask, plan.sqrt_abar[i],
+        return guide_sample(x, self._noise, self._target, self._mask, plan.sqrt_abar[i],
                             plan.sqrt_one_minus[i])
 
     def _graph(self, steps: int):

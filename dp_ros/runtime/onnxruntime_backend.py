@@ -13,6 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
+from dp_ros.core.seams import guide_arrays
 from dp_ros.model.noise import ddim_plan
 from dp_ros.runtime.export import export_onnx, input_names
 
@@ -63,7 +64,7 @@ class OnnxRuntimeBackend:
         if steps not in self._plans:
             p = ddim_plan(self.config.noise, steps)
             self._plans[steps] = {k: getattr(p, k).numpy() for k in (
-                "timesteps", "sqrt_abar", "sqrt_one_minus", "sqrt_abar_prev", "sqrt_one_minus_prev")}
+                "timesteps", "sqrt_abar", "sqrt_one_minus", "sqrt_abar_prev", "sqrt_one_minus_prev", "levels")}
         return self._plans[steps]
 
     def encode(self, obs_window: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -74,28 +75,15 @@ class OnnxRuntimeBackend:
             feeds[name] = np.ascontiguousarray(x[None])  # (T_o, ...) -> (1, T_o, ...)
         return self.encoder.run(["cond"], feeds)[0]
 
-    def guide_arrays(self, guide) -> tuple[np.ndarray, np.ndarray]:
-        """A ``core.seams.Guide`` (joint units, or None) -> normalized targets and mask, (1, T_p, A) float32."""
-        shape = (1, self.config.horizon, self.config.action_dim)
-        if guide is None:
-            return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-        targets, mask = np.asarray(guide.targets), np.asarray(guide.mask)
-        if targets.shape != shape[1:] or mask.shape != shape[1:2]:
-            raise ValueError(f"guide has targets {targets.shape} and mask {mask.shape}; expected {shape[1:]} and "
-                             f"{shape[1:2]}")
-        target = (targets * self._scale + self._offset).astype(np.float32)[None]  # (T_p, A) -> (1, T_p, A)
-        return target, np.ascontiguousarray(np.broadcast_to(mask.astype(np.float32)[None, :, None], shape))
-
     def denoise(self, cond: np.ndarray, noise: np.ndarray, steps: int, guide=None) -> np.ndarray:
         p = self._plan(steps)
         x = noise = noise.astype(np.float32)
-        target, mask = self.guide_arrays(guide)
+        target, mask = (a[None] for a in guide_arrays(guide, self._scale, self._offset, *noise.shape[1:]))
         eps_pred = self.config.noise.prediction_type == "epsilon"
         for i, k in enumerate(p["timesteps"]):
-            level = np.array([p["sqrt_abar"][i], p["sqrt_one_minus"][i]], np.float32)
             out, x = self.denoiser.run(["model_output", "guided"], {
                 "sample": x, "timestep": np.array([k], np.float32), "cond": cond, "target": target, "mask": mask,
-                "noise": noise, "level": level})
+                "noise": noise, "level": p["levels"][i]})
             if eps_pred:
                 x0 = np.clip((x - p["sqrt_one_minus"][i] * out) / p["sqrt_abar"][i], -1.0, 1.0)
                 eps = out

@@ -207,7 +207,6 @@ class TensorRTBackend:
         self._x = torch.zeros(1, cfg.horizon, cfg.action_dim, device=self.device)
         self._noise = torch.zeros_like(self._x)
         self._out = torch.zeros_like(self._x)
-        self._levels: dict[int, torch.Tensor] = {}  # steps -> (K, 2) each step's noise level, on the device
         self._host_out = torch.zeros(cfg.horizon, cfg.action_dim, pin_memory=self.device.type == "cuda")
         self._keys = [c.name for c in cfg.obs.cameras] + [k.name for k in cfg.obs.lowdim]
 
@@ -219,7 +218,7 @@ class TensorRTBackend:
             self.den.tensors["cond"].copy_(self.enc.tensors["cond"])
             self.den.tensors["noise"].copy_(self._noise)
             self._x.copy_(self._noise)
-            levels = self._step_levels(steps)
+            levels = plan.levels  # (K, 2)
             for i in range(plan.num_steps):
                 self.den.tensors["sample"].copy_(self._x)
                 self.den.tensors["timestep"].copy_(plan.timesteps[i:i + 1].float())
@@ -229,13 +228,6 @@ class TensorRTBackend:
                 self._x.copy_(plan.step(i, guided, self.den.tensors["model_output"].float()))
             fixed = commit_prefix(self._x, self.den.tensors["target"], self.den.tensors["mask"])
             self._out.copy_(self.policy.unnormalize_action(fixed))
-
-    def _step_levels(self, steps: int) -> torch.Tensor:
-        """(K, 2): each step's sqrt(abar) and sqrt(1 - abar), the guidance's noise level."""
-        if steps not in self._levels:
-            plan = self.policy.plan(steps)
-            self._levels[steps] = torch.stack([plan.sqrt_abar, plan.sqrt_one_minus], dim=1).to(self.device)
-        return self._levels[steps]
 
     def _capture(self, steps: int) -> None:
         self._chunk(steps)  # TensorRT must run once before capture
