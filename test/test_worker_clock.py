@@ -59,3 +59,20 @@ def test_an_idle_stepped_worker_sleeps_until_the_next_instant():
     assert not woke.wait(0.1)
     clock.turn(2.004)
     assert woke.wait(2.0)
+
+
+def test_a_woken_worker_is_not_settled_until_it_says_so_again():
+    """Disabled, the worker is idle "until never"; ~/enable wakes it. Once it has taken the
+    wake-up it is about to start a chunk at this instant: a driver that still read the old
+    "idle until never" would move time on under it (the chunk would start an instant late
+    on some runs and not on others)."""
+    clock = WorkerClock(lambda: 0.0)
+    clock.step()
+    clock.turn(2.0)
+    clock.idle(2.0, math.inf)
+    assert clock.settled(2.0) == math.inf and clock.settled(3.0) == math.inf
+    clock.wake()
+    clock.wait(0.0)
+    assert clock.settled(2.0) is None  # looking again: no longer idle
+    clock.idle(2.0, 2.5)
+    assert clock.settled(2.0) == math.inf

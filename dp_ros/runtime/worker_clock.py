@@ -65,6 +65,9 @@ class WorkerClock:
             elif not self._woken:
                 self._cond.wait(timeout)
             self._woken = False
+            # It is about to look at the time again: what it said before no longer holds, and a
+            # driver must not take it as settled (woken by ~/enable, it was "idle until never").
+            self._idle_at = self._idle_until = -math.inf
 
     def wait_until(self, t: float, stop: threading.Event) -> None:
         """Until the time is ``t`` (the earliest a result may be published) or ``stop`` is set."""
