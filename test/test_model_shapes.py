@@ -110,9 +110,11 @@ def test_predict_chunk_rejects_bad_windows():
         policy.predict_chunk(obs, noise=torch.zeros(3, 3))
 
 
-@pytest.mark.parametrize("head,denoiser", [("diffusion", "unet"), ("diffusion", "transformer"), ("regression", "unet")])
-def test_compute_loss_backpropagates(head, denoiser):
-    cfg = tiny_config(denoiser, head)
+@pytest.mark.parametrize("head,denoiser,net", [("diffusion", "unet", "mlp"), ("diffusion", "transformer", "mlp"),
+                                               ("regression", "unet", "mlp"), ("regression", "unet", "denoiser"),
+                                               ("regression", "transformer", "denoiser")])
+def test_compute_loss_backpropagates(head, denoiser, net):
+    cfg = dataclasses.replace(tiny_config(denoiser, head), regression_net=net).validate()
     policy = build_policy(cfg, placeholder_normalizer(cfg)).train()
     rng = np.random.default_rng(0)
     obs = {k: torch.as_tensor(np.stack([window(cfg, rng)[k] for _ in range(3)])) for k in cfg.obs.keys}
@@ -121,6 +123,24 @@ def test_compute_loss_backpropagates(head, denoiser):
     loss.backward()
     grads = [p.grad for p in policy.parameters() if p.requires_grad]
     assert all(g is not None for g in grads), "every parameter takes part in the loss"
+
+
+@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+def test_the_regression_baseline_can_be_the_diffusion_network_itself(denoiser):
+    """regression_net=denoiser: the MSE baseline has exactly the diffusion policy's
+    parameters (same names, same shapes), so only the objective differs."""
+    diffusion = tiny_config(denoiser)
+    regression = dataclasses.replace(diffusion, head="regression", regression_net="denoiser").validate()
+    shapes = [{k: v.shape for k, v in build_policy(c, placeholder_normalizer(c)).state_dict().items()}
+              for c in (diffusion, regression)]
+    assert shapes[0] == shapes[1]
+    policy = build_policy(regression, placeholder_normalizer(regression))
+    obs = window(regression)
+    out = policy.predict_chunk(obs)
+    assert out.shape == (regression.horizon, J) and np.isfinite(out).all()
+    assert np.array_equal(out, policy.predict_chunk(obs, noise=torch.randn(regression.horizon, J)))  # no noise
+    with pytest.raises(ValueError, match="regression_net 'cnn' must be one of"):
+        dataclasses.replace(regression, regression_net="cnn").validate()
 
 
 def test_normalizer_must_match_config():

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HEADS = ("diffusion", "regression")
+REGRESSION_NETS = ("mlp", "denoiser")  # the regression head's network (see model.policy.RegressionPolicy)
 DENOISERS = ("unet", "transformer")
 PREDICTION_TYPES = ("epsilon", "sample")
 TIMESTEP_SPACINGS = ("capped", "trailing", "leading")
@@ -208,6 +209,7 @@ class PolicyConfig:
     n_action_steps: int = 8  # T_a (default; the node may use fewer or more)
     head: str = "diffusion"
     denoiser: str = "unet"
+    regression_net: str = "mlp"  # regression head: a small MLP, or the denoiser network itself (same size)
     vision: VisionConfig = field(default_factory=VisionConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -251,8 +253,11 @@ class PolicyConfig:
             raise ValueError(f"denoiser {self.denoiser!r} must be one of {DENOISERS}")
         if self.obs.cameras:
             self.vision.validate()
+        if self.regression_net not in REGRESSION_NETS:
+            raise ValueError(f"regression_net {self.regression_net!r} must be one of {REGRESSION_NETS}")
         if self.head == "diffusion":
             self.noise.validate()
+        if self.head == "diffusion" or self.regression_net == "denoiser":
             if self.denoiser == "unet":
                 self.unet.validate()
                 m = self.unet.horizon_multiple

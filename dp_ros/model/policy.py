@@ -177,26 +177,31 @@ class _PolicyBase(nn.Module):
         return actions[0].double().cpu().numpy()
 
 
+def build_denoiser(cfg: PolicyConfig) -> nn.Module:
+    """The configured denoiser network: (sample (B, T_p, A), timestep (B,), cond) -> (B, T_p, A)."""
+    if cfg.denoiser == "unet":
+        return ConditionalUnet1D(cfg.action_dim, cfg.n_obs_steps * cfg.obs_feature_dim, cfg.unet)
+    return TransformerDenoiser(cfg.action_dim, cfg.horizon, cfg.obs_feature_dim, cfg.n_obs_steps, cfg.transformer)
+
+
+def denoiser_condition(cfg: PolicyConfig, feats: torch.Tensor) -> torch.Tensor:
+    """Per-step features (B, T_o, D) -> the denoiser's conditioning: one global vector for
+    the U-Net, the token sequence for the transformer."""
+    return feats.flatten(1) if cfg.denoiser == "unet" else feats
+
+
 class DiffusionPolicy(_PolicyBase):
     """Diffusion Policy: DDPM training, DDIM sampling, U-Net or transformer denoiser."""
 
     def __init__(self, cfg: PolicyConfig, normalizer: Normalizer):
         super().__init__(cfg, normalizer)
-        if cfg.denoiser == "unet":
-            self.denoiser = ConditionalUnet1D(cfg.action_dim, cfg.n_obs_steps * cfg.obs_feature_dim, cfg.unet)
-        else:
-            self.denoiser = TransformerDenoiser(
-                cfg.action_dim, cfg.horizon, cfg.obs_feature_dim, cfg.n_obs_steps, cfg.transformer
-            )
+        self.denoiser = build_denoiser(cfg)
         self.schedule = NoiseSchedule(cfg.noise)
         self._plans: dict[tuple[int, str], DDIMPlan] = {}
 
     def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Batched raw observations -> the denoiser's conditioning."""
-        feats = self.obs_encoder(obs)  # (B, T_o, D)
-        if self.config.denoiser == "unet":
-            return feats.flatten(1)  # (B, T_o, D) -> (B, T_o*D): one global vector
-        return feats
+        return denoiser_condition(self.config, self.obs_encoder(obs))
 
     def plan(self, num_inference_steps: int | None = None) -> DDIMPlan:
         n = self.config.noise.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
@@ -246,16 +251,23 @@ class DiffusionPolicy(_PolicyBase):
 
 
 class RegressionPolicy(_PolicyBase):
-    """The same observation encoder with an MLP that regresses the T_p actions (MSE).
+    """The same observation encoder with a network that regresses the T_p actions (MSE).
 
     A baseline: on multimodal demonstrations it averages the modes, which is what
     Diffusion Policy is meant to avoid. ``noise`` is accepted and ignored.
+    ``regression_net``: ``mlp`` (two hidden layers of 512) or ``denoiser``: the diffusion
+    policy's own denoiser network, with the same parameters, fed an all-zero sample at
+    timestep 0 and trained to output the normalized actions, so the comparison with a
+    diffusion policy of the same configuration differs in the objective alone.
     """
 
     hidden = 512
 
     def __init__(self, cfg: PolicyConfig, normalizer: Normalizer):
         super().__init__(cfg, normalizer)
+        if cfg.regression_net == "denoiser":
+            self.denoiser = build_denoiser(cfg)
+            return
         hidden = self.hidden
         d_in = cfg.n_obs_steps * cfg.obs_feature_dim
         self.head = nn.Sequential(
@@ -264,8 +276,15 @@ class RegressionPolicy(_PolicyBase):
         )
 
     def _forward(self, obs) -> torch.Tensor:
-        out = self.head(self.obs_encoder(obs).flatten(1))  # (B, T_o*D) -> (B, T_p*A)
-        return out.reshape(-1, self.config.horizon, self.config.action_dim)
+        cfg = self.config
+        feats = self.obs_encoder(obs)  # (B, T_o, D)
+        if cfg.regression_net == "denoiser":
+            b = feats.shape[0]
+            zeros = feats.new_zeros((b, cfg.horizon, cfg.action_dim))
+            return self.denoiser(zeros, torch.zeros(b, dtype=torch.long, device=feats.device),
+                                 denoiser_condition(cfg, feats))
+        out = self.head(feats.flatten(1))  # (B, T_o*D) -> (B, T_p*A)
+        return out.reshape(-1, cfg.horizon, cfg.action_dim)
 
     @torch.no_grad()
     def sample(self, obs, noise=None, num_inference_steps=None, guide=None) -> torch.Tensor:

@@ -77,8 +77,8 @@ class TrainConfig:
         return self
 
 
-MODEL_KEYS = {"n_obs_steps", "horizon", "n_action_steps", "head", "denoiser", "vision", "unet", "transformer",
-              "noise", "crop_ratio", "cameras", "states"}
+MODEL_KEYS = {"n_obs_steps", "horizon", "n_action_steps", "head", "denoiser", "regression_net", "vision", "unet",
+              "transformer", "noise", "crop_ratio", "cameras", "states"}
 
 
 def load_run_config(path: str | Path | None) -> tuple[dict[str, Any], TrainConfig]:
