@@ -31,6 +31,8 @@ COMMANDS = {
         ("replay", "replay a recorded episode through the policy node on the simulated arm: timing check",
          "dp_ros.sim.replay:sim"),
         ("seams", "each seam mode at each simulated inference delay: table and plot", "dp_ros.sim.seam_bench"),
+        ("sweep", "the lockstep evaluation over a grid of parameters, delays and models: CSV, table, plots",
+         "dp_ros.sim.sweep"),
     ]),
 }
 

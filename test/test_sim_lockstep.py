@@ -88,19 +88,72 @@ def test_record_is_reproducible(tmp_path):
             np.testing.assert_array_equal(ep_a[key], ep_b[key], err_msg=key)
 
 
-def test_seams_command_runs_every_cell_once_and_writes_the_table_and_plot(tmp_path, capsys):
-    out = tmp_path / "seams"
-    args = ["sim", "seams", "--episodes", "1", "--modes", "naive,inpaint", "--latencies", "0.2", "--out", str(out)]
-    assert main(args) == 0
-    for cell in ("naive-200ms", "inpaint-200ms"):
-        result = json.loads((out / f"{cell}.json").read_text())
-        assert result["latency_s"] == 0.2 and len(result["episodes"]) == 1
-        assert json.loads((out / f"{cell}.trace.json").read_text())["trajectories"]
-    table = (out / "seams.md").read_text()
-    assert table.count("| naive | 200 |") == 1 and table.count("| inpaint | 200 |") == 1
-    assert (out / "seams.png").stat().st_size > 10_000
+def test_sweep_runs_a_2x2_grid_once_and_seams_reuses_its_cells(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    sweep = ["sim", "sweep", "--set", "seam_mode=naive,inpaint", "--latency", "0,0.2", "--episodes", "1",
+             "--out", str(out)]
+    assert main(sweep) == 0
+    cells = sorted((out / "cells").glob("*.json"))
+    cells = [c for c in cells if not c.name.endswith(".trace.json")]
+    assert len(cells) == 4
+    seen = set()
+    for path in cells:
+        r = json.loads(path.read_text())
+        cell = r["sweep_cell"]
+        seen.add((cell["seam_mode"], cell["latency"]))
+        assert r["latency_s"] == cell["latency"] and len(r["episodes"]) == 1 and cell["episodes"] == 1
+        assert json.loads(path.with_suffix(".trace.json").read_text())["trajectories"]
+    assert seen == {(m, x) for m in ("naive", "inpaint") for x in (0.0, 0.2)}
+    import csv
+
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 4 and {"model", "latency", "seam_mode", "success_low", "success_high", "left"} <= set(rows[0])
+    for row in rows:  # one episode: the 95% Wilson interval of 1/1 is 0.21..1, of 0/1 0..0.79
+        interval = (float(row["success_low"]), float(row["success_high"]))
+        assert interval == pytest.approx((0.2065, 1.0), abs=1e-3) or interval == pytest.approx((0, 0.7935), abs=1e-3)
+    table = (out / "results.md").read_text()
+    assert table.startswith("`dp_ros sim sweep --set seam_mode=naive,inpaint --latency 0,0.2")
+    assert table.count("| naive |") == 2 and table.count("| 200 ms |") == 2
+    for name in ("latency", "seam_mode"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
+
     capsys.readouterr()
-    assert main(args) == 0  # resumable: finished cells are not run again
-    assert capsys.readouterr().out.count("already there, skipped") == 2
+    assert main(sweep) == 0  # resumable: finished cells are not run again
+    assert "4 cells x 1 episodes, 4 already done" in capsys.readouterr().out
+    # dp_ros sim seams is this grid with its own table and plot: it finds every cell done.
+    seams = ["sim", "seams", "--episodes", "1", "--modes", "naive,inpaint", "--latencies", "0,0.2", "--out", str(out)]
+    assert main(seams) == 0
+    assert "4 already done" in capsys.readouterr().out
+    table = (out / "seams.md").read_text()
+    assert table.count("| naive | 200 |") == 1 and table.count("| inpaint | 0 |") == 1
+    assert (out / "seams.png").stat().st_size > 10_000
     with pytest.raises(SystemExit, match="each must be one of naive, ensemble, inpaint"):
         main(["sim", "seams", "--modes", "rtc", "--out", str(out)])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "action_horizon=1,,2"], "an empty value"),
+    (["--set", "action_horizon=2,2"], "a value is listed twice"),
+    (["--set", "a=1", "--set", "a=2"], "--set a: given twice"),
+    (["--set", "latency=0.1"], "use --models or --latency"),
+    (["--latency", "0,-0.1"], "every delay must be >= 0"),
+    (["--latency", "fast"], "seconds, comma-separated"),
+    (["--models", "no_such_model"], "--models"),
+    (["--episodes", "0"], "--episodes must be >= 1"),
+])
+def test_sweep_refuses_a_bad_grid_before_any_cell(tmp_path, args, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["sim", "sweep", "--out", str(tmp_path / "s"), *args])
+    assert not (tmp_path / "s" / "cells").exists() or not any((tmp_path / "s" / "cells").iterdir())
+
+
+def test_a_failing_cell_stops_the_sweep_and_keeps_the_finished_ones(tmp_path, capsys):
+    out = tmp_path / "s"
+    code = main(["sim", "sweep", "--set", "action_horizon=4,99", "--episodes", "1", "--timeout", "0.5",
+                 "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 2 and "action_horizon=99" in text and "a rerun resumes" in text
+    done = [p for p in (out / "cells").glob("*.json") if not p.name.endswith(".trace.json")]
+    assert len(done) == 1 and json.loads(done[0].read_text())["sweep_cell"]["action_horizon"] == 4
+    assert not list((out / "cells").glob("*.tmp"))
+    assert "1 of 2 cells finished" in (out / "results.md").read_text()

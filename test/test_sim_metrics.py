@@ -40,3 +40,16 @@ def test_seam_steps_chunk_motion_and_speed_ratio():
     # 1 rad/s on every segment of the old path; the jump's first segment is 0.25 in 0.05 s.
     assert speed_ratio([(0.0, old)], np.array([1.0])) == pytest.approx(1.0)
     assert speed_ratio([(0.0, old), (0.25, jump)], np.array([2.0])) == pytest.approx(2.5)
+
+
+def test_wilson_interval():
+    from dp_ros.sim.results import wilson_interval
+
+    # Worked by hand from the closed form, z = 1.96: 25/50 -> 0.5 +- 1.8202 * sqrt(0.005 + 0.000384).
+    assert wilson_interval(25, 50) == pytest.approx((0.3664, 0.6336), abs=1e-4)
+    assert wilson_interval(50, 50) == (pytest.approx(0.9287, abs=1e-4), 1.0)
+    assert wilson_interval(0, 50) == (0.0, pytest.approx(0.0713, abs=1e-4))
+    assert wilson_interval(1, 1) == (pytest.approx(0.2065, abs=1e-4), 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)

@@ -275,7 +275,8 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, on_episode=None) -> int:
+    """``on_episode(result)``, if given, is called after each episode (progress bars)."""
     if args.episodes < 1:
         raise SystemExit("dp_ros sim eval: --episodes must be >= 1")
     if not args.latency >= 0:
@@ -287,10 +288,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"dp_ros sim eval: {exc}") from None
     with quiet_console(args, "sim_eval"):
-        return _run(args, sets)
+        return _run(args, sets, on_episode)
 
 
-def _run(args: argparse.Namespace, sets: dict) -> int:
+def _run(args: argparse.Namespace, sets: dict, on_episode=None) -> int:
     from rclpy.parameter import Parameter
 
     from dp_ros.model.checkpoint import read_config
@@ -338,6 +339,8 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
                     outcome = f"touched the {GOALS[r.goal]} target" if r.success else "no success"
                     print(f"episode {i + 1}/{args.episodes}: {outcome} after {r.seconds:.1f} s ({r.chunks} chunks)",
                           flush=True)
+                    if on_episode is not None:
+                        on_episode(r)
             finally:
                 clock.close()
     finally:

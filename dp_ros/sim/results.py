@@ -30,6 +30,20 @@ class EpisodeResult:
     rejected: int = 0  # trajectories the controller rejected
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95% for the default z): unlike
+    p +- z*sqrt(p(1-p)/n) it stays inside [0, 1] and is not empty at 0 or n successes."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} successes out of {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)))
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if successes == 0 else low), (1.0 if successes == n else high)  # exact at the ends
+
+
 def summarize(results: list[EpisodeResult]) -> dict:
     """Success rate, goals chosen (as counts and as a fraction of all episodes), time to success."""
     n = len(results)

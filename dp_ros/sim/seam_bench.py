@@ -2,13 +2,10 @@
 
     dp_ros sim seams --episodes 50 --seed 1 --out docs/seams
 
-runs ``dp_ros sim eval`` (same model, seed and episodes) for each cell of modes x
-delays (``--set seam_mode=M --latency L``) and writes to DIR:
+runs ``dp_ros sim sweep``'s grid of modes x delays (``--set seam_mode=M --latency L``,
+same model, seed and episodes) and writes to DIR what the sweep writes (``cells/``, one
+evaluation per cell, resumable; ``results.csv``, ``results.md`` and the plots), and:
 
-- ``<mode>-<ms>ms.json``: the evaluation's JSON, and ``<mode>-<ms>ms.log`` its
-  output; a rerun skips the cells whose JSON is already there;
-- ``<mode>-<ms>ms.trace.json``: the trajectories the controller accepted in the
-  first episode (``sim eval --trace``);
 - ``seams.md``: one table row per cell (success, goals, the motion metrics of
   ``sim.metrics``, chunks dropped as late);
 - ``seams.png``: one joint's commanded path across three seams of the first episode
@@ -18,9 +15,6 @@ delays (``--set seam_mode=M --latency L``) and writes to DIR:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,47 +49,32 @@ def _cells(args) -> list[tuple[str, float]]:
     return [(m, x) for m in modes for x in latencies]
 
 
-def _name(mode: str, latency: float) -> str:
-    return f"{mode}-{round(latency * 1000)}ms"
-
-
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.sim import evaluate
+    from dp_ros.sim.sweep import LATENCY, MODEL, parse_grid, run_grid, trace_path
 
     if args.episodes < 1:
         raise SystemExit("dp_ros sim seams: --episodes must be >= 1")
     cells = _cells(args)
+    modes = list(dict.fromkeys(m for m, _ in cells))
+    grid = parse_grid(args.set, args.latencies, args.model)
+    if any(len(v) > 1 for k, v in grid.items() if k not in (MODEL, LATENCY)) or "seam_mode" in grid:
+        raise SystemExit("dp_ros sim seams: --set takes one value per parameter, and not seam_mode (use --modes); "
+                         "dp_ros sim sweep runs any grid")
+    grid = {"seam_mode": modes, MODEL: grid[MODEL], LATENCY: list(dict.fromkeys(x for _, x in cells)),
+            **{k: v for k, v in grid.items() if k not in (MODEL, LATENCY)}}  # mode outermost
+    command = (f"dp_ros sim seams --model {args.model} --episodes {args.episodes} --seed {args.seed} "
+               f"--modes {args.modes} --latencies {args.latencies}" + "".join(f" --set {s}" for s in args.set))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for k, (mode, latency) in enumerate(cells):
-        name = _name(mode, latency)
-        path = out / f"{name}.json"
-        if path.is_file():
-            results[(mode, latency)] = json.loads(path.read_text())
-            print(f"[{k + 1}/{len(cells)}] {name}: already there, skipped", flush=True)
-            continue
-        parser = argparse.ArgumentParser()
-        evaluate.add_arguments(parser)
-        argv = ["--model", args.model, "--episodes", str(args.episodes), "--seed", str(args.seed),
-                "--latency", str(latency), "--set", f"seam_mode={mode}", "--json", str(path.with_suffix(".tmp")),
-                "--trace", str(out / f"{name}.trace.json"), "--log", str(out / f"{name}.ros.log")]
-        for item in args.set:
-            argv += ["--set", item]
-        t0 = time.perf_counter()
-        with open(out / f"{name}.log", "w") as log, contextlib.redirect_stdout(log):
-            code = evaluate.run(parser.parse_args(argv))
-        if code != 0:
-            print(f"dp_ros sim seams: {name} failed (exit {code}); see {out / f'{name}.log'}")
-            return code
-        path.with_suffix(".tmp").replace(path)  # only a finished cell counts
-        r = results[(mode, latency)] = json.loads(path.read_text())
-        print(f"[{k + 1}/{len(cells)}] {name}: {_summary(r)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    code, done = run_grid(grid, args.episodes, args.seed, out, command)
+    results = {(dict(c.sets)["seam_mode"], c.latency): r for c, r in done.items()}
+    if code != 0 or len(results) < len(cells):
+        return code or 2
     table = out / "seams.md"
     table.write_text(markdown_table(results, args))
     print(f"table: {table}")
     plot_latency = max(x for _, x in cells) if args.plot_latency is None else args.plot_latency
-    traces = {m: out / f"{_name(m, plot_latency)}.trace.json" for m, x in cells if x == plot_latency}
+    traces = {dict(c.sets)["seam_mode"]: trace_path(out / "cells" / f"{c.name(args.episodes, args.seed)}.json")
+              for c in done if c.latency == plot_latency}
     if traces:
         png = out / "seams.png"
         plot_seams(traces, args.joint, png, plot_latency)
