@@ -9,7 +9,7 @@ import torch
 from dp_ros.model import build_policy, load_checkpoint, save_checkpoint
 from dp_ros.model.presets import placeholder_normalizer
 from dp_ros.runtime import export as export_mod
-from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, load_runner
+from dp_ros.runtime.backends import BACKENDS, BackendUnavailable, check_against_reference, load_runner
 from dp_ros.runtime.export import export_onnx
 from dp_ros.runtime.tensorrt_backend import cached_engine, engine_key
 
@@ -192,6 +192,15 @@ def test_gpu_backend_parity(ckpt_copy, name, options, tol, denoiser, prediction)
         got = runner.predict(obs, steps, noise).actions
         diff = np.max(np.abs(got - _reference(ckpt, obs, noise, steps)))
         assert diff < tol, (steps, diff)
+    # Guided (seam mode inpaint) on the backend's own path (cuda_graph: captured on static
+    # buffers), against the same in PyTorch; then a free chunk again: the guide does not stick.
+    guide = example_guide(8, J)
+    for steps in (1, 10):
+        diff = np.max(np.abs(runner.predict(obs, steps, noise, guide=guide).actions -
+                             _reference(ckpt, obs, noise, steps, guide)))
+        assert diff < tol, ("guided", steps, diff)
+    assert np.max(np.abs(runner.predict(obs, 10, noise).actions - got)) < 1e-6
+    check_against_reference(runner, 0.02)  # the node's start-up verification, at its default tolerance
     # Replays are deterministic for a given noise.
     assert np.array_equal(runner.predict(obs, 10, noise).actions, runner.predict(obs, 10, noise).actions)
     # A new observation and new noise change the chunk (the static buffers are really re-read).
