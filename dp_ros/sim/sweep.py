@@ -340,11 +340,12 @@ def plot_variable(rows: list[dict], grid: dict, name: str, png: Path) -> None:
         rate = [r["success_rate"] for r in members]
         err = [[max(0.0, p - r["success_low"]) for p, r in zip(rate, members)],  # no -1e-16 at 0 or n
                [max(0.0, r["success_high"] - p) for p, r in zip(rate, members)]]
-        line = axes[0].errorbar(x, rate, yerr=err, marker="o", capsize=3, label=label)
+        style = {"marker": "o", "linestyle": "-" if numeric else "none"}  # no line between categories
+        line = axes[0].errorbar(x, rate, yerr=err, capsize=3, label=label, **style)
         share = [min(r[g] for g in GOALS) / r["successes"] if r["successes"] else 0.0 for r in members]
-        axes[1].plot(x, share, marker="o", color=line[0].get_color())
-        axes[2].plot(x, [r["seconds_to_success"] for r in members], marker="o", color=line[0].get_color())
-        axes[3].plot(x, [r["seam_jump_median"] for r in members], marker="o", color=line[0].get_color())
+        axes[1].plot(x, share, color=line[0].get_color(), **style)
+        axes[2].plot(x, [r["seconds_to_success"] for r in members], color=line[0].get_color(), **style)
+        axes[3].plot(x, [r["seam_jump_median"] for r in members], color=line[0].get_color(), **style)
     axes[0].set_ylim(-0.02, 1.05)
     axes[0].set_ylabel("success (95% CI)")
     axes[1].set_ylim(-0.02, 0.55)
