@@ -13,13 +13,13 @@ the discrete LQR gain K: a = -K s. Given the state s_t:
 
 The tolerances are relative to the size of the actions over the held-out states (RMS of
 K s). The mean of M samples is allowed 0.1 of it plus the error its own spread gives it
-(3 standard errors of the analytic spread); each sampled first action 0.25 (mean error
-and sampler spread together). These are loose bounds for about ten seconds of training on a
-2-core CPU: the trained models land at 0.02-0.05 (means) and 0.07-0.17 (first action),
-see the printout. The untrained networks fail the same checks by a wide margin, which
-is asserted too, so the bounds are not vacuous. The sampled spread of the later actions
-is printed beside what the process noise implies (about 0.65 of it after this much
-training) but not asserted.
+(3 standard errors of the analytic spread); each sampled first action 0.3 (mean error
+and sampler spread together). These are loose bounds for about ten seconds of training
+per policy on a 2-core CPU: the trained models land at 0.03-0.06 (means) and 0.13-0.20
+(first action), see the printout. The untrained networks fail the same checks by a wide
+margin, which is asserted too, so the bounds are not vacuous. The samples' spread is
+printed beside what the process noise implies but not asserted: after this little
+training it is about the same at every t', the first action included.
 """
 import numpy as np
 import pytest
@@ -31,10 +31,10 @@ from dp_ros.model import LowdimConfig, NoiseConfig, ObsConfig, PolicyConfig, UNe
 
 N_S, N_A = 3, 2  # state and action dimensions
 SIGMA_W = 0.05  # process noise, per step and state dimension
-STEPS, BATCH = 1000, 128
+STEPS, BATCH = 600, 128
 M = 16  # samples per held-out state
 REL_TOL = 0.1  # of the action RMS: see the module docstring
-FIRST_TOL = 0.25  # per-sample error of the first action, of the action RMS (trained: 0.07-0.17)
+FIRST_TOL = 0.3  # per-sample error of the first action, of the action RMS (trained: 0.13-0.20)
 
 
 def lti_system(seed: int = 3):

@@ -22,7 +22,7 @@ from dp_ros.dataset.store import EpisodeStore
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "train_sim_lowdim.yaml"
-DEMOS, EPISODES, BASELINE_EPISODES = 20, 20, 6
+DEMOS, EPISODES, BASELINE_EPISODES = 20, 20, 3
 # The documented config trains for 1500 steps (about 2.5 minutes on 2 cores). The loop is
 # proven by fewer: with 600 steps the diffusion policy succeeds in 20 of these 20 episodes
 # (left 2, right 18 with the default seam mode inpaint; naive seams: left 3, right 17;
