@@ -82,13 +82,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(r: dict) -> str:
-    g = r["goal_counts"]
-    return (f"{r['successes']}/{len(r['episodes'])}, left {g['left']} right {g['right']}, hold "
-            f"{100 * r['hold_fraction']:.1f}%, seam jump median {r['seam_jump_median']:.3f} rad "
-            f"({_ratio(r):.1f}x the motion per period)")
-
-
 def _ratio(r: dict) -> float:
     motion = r["chunk_motion_median"]
     return r["seam_jump_median"] / motion if motion > 0 else float("inf")
