@@ -20,23 +20,20 @@ LEGACY = ["--set", "seam_mode=naive", "--set", "bridge_steps=0", "--set", "infer
 
 
 def test_eval_is_reproducible_and_continuous_execution_outlasts_the_delay(tmp_path, capsys):
-    a = _eval(tmp_path, "a")
-    assert a.pop("inference_ms_p50") > 0
+    slow, again = _eval(tmp_path, "slow", "--latency", "0.3"), _eval(tmp_path, "slow2", "--latency", "0.3")
+    assert slow.pop("inference_ms_p50") > 0 and again.pop("inference_ms_p50") > 0
     for key in ("success_rate", "goal_counts", "episodes", "hold_fraction", "seam_jump_median", "seam_jump_max",
                 "seam_step_median", "chunk_motion_median", "speed_limited_fraction", "speed_ratio_max",
                 "rejected_trajectories", "chunks", "latency_s"):
-        assert key in a
-    assert len(a["episodes"]) == 2 and set(a["episodes"][0]) == {"success", "goal", "duration_s"}
-    assert a["success_rate"] == 1.0 and a["latency_s"] == 0.0
-
-    slow, again = _eval(tmp_path, "slow", "--latency", "0.3"), _eval(tmp_path, "slow2", "--latency", "0.3")
-    assert slow.pop("inference_ms_p50") > 0 and again.pop("inference_ms_p50") > 0
+        assert key in slow
+    assert len(slow["episodes"]) == 2 and set(slow["episodes"][0]) == {"success", "goal", "duration_s"}
     assert slow == again  # every key but the measured inference time
     assert slow["latency_s"] == 0.3 and slow["success_rate"] == 1.0
     # Early inference and the bridge (seam mode inpaint, the default): the next chunk takes
-    # over before the running one is spent, 0.3 s delay or not; no rule or limit broken.
-    for r in (a, slow):
-        assert r["hold_fraction"] < 0.02 and r["rejected_trajectories"] == 0 and r["speed_ratio_max"] <= 1 + 1e-6
+    # over before the running one is spent at 0.3 s of delay (0 and 0.2 s: the sweep test
+    # below); no rule or limit broken.
+    assert slow["hold_fraction"] < 0.02 and slow["rejected_trajectories"] == 0
+    assert slow["speed_ratio_max"] <= 1 + 1e-6
     # Today's behaviour before continuous execution (inference every T_a periods, no
     # bridge, naive seams): the controller runs out of points for 3 of every 8 periods
     # or more, and the chunks disagree more where they meet.
@@ -90,9 +87,17 @@ def test_record_is_reproducible(tmp_path):
 
 def test_sweep_runs_a_2x2_grid_once_and_seams_reuses_its_cells(tmp_path, capsys):
     out = tmp_path / "sweep"
-    sweep = ["sim", "sweep", "--set", "seam_mode=naive,inpaint", "--latency", "0,0.2", "--episodes", "1",
-             "--out", str(out)]
+    grid = ["--latency", "0,0.2", "--episodes", "1", "--out", str(out)]
+    # A value the node refuses stops the sweep at its cell; the cells before it are kept.
+    assert main(["sim", "sweep", "--set", "seam_mode=naive,inpaint,rtc", *grid]) == 2
+    text = capsys.readouterr().out
+    assert "seam_mode=rtc" in text and "a rerun resumes" in text and "2 of 6 cells finished" in \
+        (out / "results.md").read_text()
+    assert not list((out / "cells").glob("*.tmp"))
+
+    sweep = ["sim", "sweep", "--set", "seam_mode=naive,inpaint", *grid]
     assert main(sweep) == 0
+    assert "4 cells x 1 episodes, 2 already done" in capsys.readouterr().out
     cells = sorted((out / "cells").glob("*.json"))
     cells = [c for c in cells if not c.name.endswith(".trace.json")]
     assert len(cells) == 4
@@ -103,6 +108,9 @@ def test_sweep_runs_a_2x2_grid_once_and_seams_reuses_its_cells(tmp_path, capsys)
         seen.add((cell["seam_mode"], cell["latency"]))
         assert r["latency_s"] == cell["latency"] and len(r["episodes"]) == 1 and cell["episodes"] == 1
         assert json.loads(path.with_suffix(".trace.json").read_text())["trajectories"]
+        assert r["rejected_trajectories"] == 0 and r["speed_ratio_max"] <= 1 + 1e-6
+        if cell["seam_mode"] == "inpaint":  # continuous execution: no hold at seams
+            assert r["hold_fraction"] < 0.02 and r["success_rate"] == 1.0
     assert seen == {(m, x) for m in ("naive", "inpaint") for x in (0.0, 0.2)}
     import csv
 
@@ -117,7 +125,6 @@ def test_sweep_runs_a_2x2_grid_once_and_seams_reuses_its_cells(tmp_path, capsys)
     for name in ("latency", "seam_mode"):
         assert (out / f"{name}.png").stat().st_size > 10_000
 
-    capsys.readouterr()
     assert main(sweep) == 0  # resumable: finished cells are not run again
     assert "4 cells x 1 episodes, 4 already done" in capsys.readouterr().out
     # dp_ros sim seams is this grid with its own table and plot: it finds every cell done.
@@ -145,15 +152,3 @@ def test_sweep_refuses_a_bad_grid_before_any_cell(tmp_path, args, message):
     with pytest.raises(SystemExit, match=message):
         main(["sim", "sweep", "--out", str(tmp_path / "s"), *args])
     assert not (tmp_path / "s" / "cells").exists() or not any((tmp_path / "s" / "cells").iterdir())
-
-
-def test_a_failing_cell_stops_the_sweep_and_keeps_the_finished_ones(tmp_path, capsys):
-    out = tmp_path / "s"
-    code = main(["sim", "sweep", "--set", "action_horizon=4,99", "--episodes", "1", "--timeout", "0.5",
-                 "--out", str(out)])
-    text = capsys.readouterr().out
-    assert code == 2 and "action_horizon=99" in text and "a rerun resumes" in text
-    done = [p for p in (out / "cells").glob("*.json") if not p.name.endswith(".trace.json")]
-    assert len(done) == 1 and json.loads(done[0].read_text())["sweep_cell"]["action_horizon"] == 4
-    assert not list((out / "cells").glob("*.tmp"))
-    assert "1 of 2 cells finished" in (out / "results.md").read_text()
