@@ -88,7 +88,7 @@ def parse_grid(sets: list[str], latencies: str, models: str) -> dict[str, list]:
         raise SystemExit(f"dp_ros sim sweep: {msg}")
 
     grid: dict[str, list] = {}
-    names = [m for m in split_values(models)]
+    names = split_values(models)
     if not all(names):
         fail(f"--models {models!r}: comma-separated checkpoint directories or bundled names, none empty")
     grid[MODEL] = names
