@@ -169,3 +169,69 @@ def test_guided_denoising_fixes_the_prefix_and_leaves_the_rest_to_the_network(de
     assert not np.allclose(got[~fixed & ~soft], free[~fixed & ~soft], atol=1e-6)  # guided from the start
     with pytest.raises(ValueError, match="guide has targets"):
         policy.predict_chunk(obs, noise=noise, guide=Guide.none(cfg.horizon + 1, J))
+
+
+def test_imported_vision_options_batchnorm_avgpool_relu_and_image_normalization():
+    """The encoder variants imported policies use (docs/interop.md)."""
+    from dp_ros.core.normalizer import Affine
+
+    cfg = tiny_config()
+    cam = cfg.obs.cameras[0]
+    bn = dataclasses.replace(cfg.vision, norm="batch", feature_activation="relu")
+    enc = CameraEncoders(cfg.obs.cameras[:1], bn).eval()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in enc.modules())
+    imgs = {cam.name: torch.randint(0, 256, (2, 2, 40, 48, 3), dtype=torch.uint8)}
+    assert enc(imgs).min() >= 0  # the ReLU after the projection
+    avg = dataclasses.replace(cfg.vision, pool="avg", feature_dim=8 * cfg.vision.width)
+    enc = CameraEncoders(cfg.obs.cameras[:1], avg).eval()
+    assert enc(imgs).shape == (2, 2, 8 * cfg.vision.width)
+    with pytest.raises(ValueError, match="pool 'avg' gives 8 \\* width"):
+        dataclasses.replace(cfg.vision, pool="avg").validate()
+    with pytest.raises(ValueError, match="norm 'layer' must be one of"):
+        dataclasses.replace(cfg.vision, norm="layer").validate()
+    # A per-channel normalization is the same as feeding the normalized image.
+    scale, offset = np.array([2.0, 1.0, 0.5]), np.array([-1.0, 0.0, 0.25])
+    plain = CameraEncoders(cfg.obs.cameras[:1], cfg.vision).eval()
+    normed = CameraEncoders(cfg.obs.cameras[:1], cfg.vision, {cam.name: (scale, offset)}).eval()
+    normed.load_state_dict(plain.state_dict())
+    enc0 = plain.encoders[cam.name]
+    x = imgs[cam.name].reshape(4, 40, 48, 3).permute(0, 3, 1, 2).float() / 255.0
+    x = x * torch.tensor(scale, dtype=torch.float32).reshape(1, 3, 1, 1) \
+        + torch.tensor(offset, dtype=torch.float32).reshape(1, 3, 1, 1)
+    x = crop_images(x, cam.crop_height, cam.crop_width, random=False)
+    with torch.no_grad():
+        assert torch.allclose(normed(imgs).reshape(4, -1), enc0(x), atol=1e-6)
+    # Through the policy: statistics under the camera's name, one per channel.
+    norm = placeholder_normalizer(cfg)
+    norm.stats[cam.name] = Affine(scale, offset)
+    build_policy(cfg, norm)
+    norm.stats[cam.name] = Affine(np.ones(2), np.zeros(2))
+    with pytest.raises(ValueError, match="one per RGB channel"):
+        build_policy(cfg, norm)
+
+
+def test_center_crop_floor_or_torchvision_round():
+    img = torch.arange(9 * 9, dtype=torch.float32).reshape(1, 1, 9, 9)
+    # margin 3: floor starts at 1, Python's round(1.5) = 2 (torchvision's CenterCrop)
+    assert torch.equal(crop_images(img, 6, 6, False, "floor"), img[:, :, 1:7, 1:7])
+    assert torch.equal(crop_images(img, 6, 6, False, "round"), img[:, :, 2:8, 2:8])
+    # margin 5: round(2.5) = 2, the same as floor
+    assert torch.equal(crop_images(img, 4, 4, False, "round"), img[:, :, 2:6, 2:6])
+
+
+def test_unclipped_sampling_and_clip_range():
+    from dp_ros.model.noise import ddim_plan
+    from dp_ros.model import NoiseConfig
+
+    x, out = torch.full((1, 2, 1), 0.5), torch.full((1, 2, 1), 3.0)
+    for clip, expect in ((True, 1.0), (False, 3.0)):
+        plan = ddim_plan(NoiseConfig(num_train_steps=10, num_inference_steps=1, prediction_type="sample",
+                                     timestep_spacing="leading", clip_sample=clip))
+        # one step to the end: the result is the (clipped) x0
+        assert torch.allclose(plan.step(0, x, out), torch.full_like(x, expect))
+    plan = ddim_plan(NoiseConfig(num_train_steps=10, num_inference_steps=1, prediction_type="sample",
+                                 timestep_spacing="leading", clip_sample_range=2.0))
+    assert torch.allclose(plan.step(0, x, out), torch.full_like(x, 2.0))
+    with pytest.raises(ValueError, match="clip_sample_range"):
+        NoiseConfig(clip_sample_range=0.0).validate()

@@ -55,3 +55,22 @@ def test_errors():
         Normalizer.fit({"action": np.zeros((0, 2))})
     with pytest.raises(ValueError, match="exactly 'min' and 'max'"):
         Normalizer.from_dict({"action": {"min": [0]}})
+
+
+def test_affine_entries_round_trip_and_invert():
+    from dp_ros.core.normalizer import Affine
+
+    norm = Normalizer({"action": Affine(np.array([2.0, -0.5]), np.array([-1.0, 0.25])),
+                       "joint_pos": MinMax(np.array([0.0]), np.array([2.0]))})
+    back = Normalizer.from_dict(norm.to_dict())
+    assert isinstance(back.stats["action"], Affine) and isinstance(back.stats["joint_pos"], MinMax)
+    x = np.array([[0.3, -4.0], [1.0, 2.0]])
+    assert np.allclose(back.normalize("action", x), x * [2.0, -0.5] + [-1.0, 0.25])
+    assert np.allclose(back.unnormalize("action", back.normalize("action", x)), x)
+    # min and max: what maps to -1 and +1, in order even for a negative scale.
+    a = back.stats["action"]
+    assert np.allclose(a.min, [0.0, -1.5]) and np.allclose(a.max, [1.0, 2.5])
+    with pytest.raises(ValueError, match="zero entry"):
+        Affine(np.array([0.0]), np.array([0.0]))
+    with pytest.raises(ValueError, match="exactly 'min' and 'max', or exactly 'scale' and 'offset'"):
+        Normalizer.from_dict({"action": {"scale": [1.0]}})

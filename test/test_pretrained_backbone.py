@@ -46,17 +46,17 @@ def test_backbone_is_torchvision_resnet18_with_groupnorm(tmp_path):
     """Width 64 is torchvision's ResNet-18 (GroupNorm for BatchNorm): same parameters, same output."""
     import dataclasses
 
-    from dp_ros.model.vision import _resnet18_groupnorm
+    from dp_ros.model.vision import _resnet18
 
     ref = torchvision.models.resnet18(weights=None, norm_layer=lambda c: torch.nn.GroupNorm(c // 16, c))
     ref = torch.nn.Sequential(*list(ref.children())[:-2]).eval()
-    ours = _resnet18_groupnorm(16).eval()
+    ours = _resnet18(16).eval()
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
     ours.load_state_dict(ref.state_dict())
     x = torch.rand(2, 3, 64, 80)
     torch.testing.assert_close(ours(x), ref(x))
 
-    narrow = _resnet18_groupnorm(8, width=32)
+    narrow = _resnet18(8, width=32)
     assert narrow(x).shape == (2, 256, 2, 3)
     n64 = sum(p.numel() for p in ours.parameters())
     n32 = sum(p.numel() for p in narrow.parameters())

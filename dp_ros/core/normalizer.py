@@ -4,6 +4,11 @@ Each key (``action``, ``joint_pos``, ...) keeps its per-dimension minimum and
 maximum. A dimension whose range is (nearly) zero, for example a joint that never
 moved in the demonstrations, maps its constant value to 0 with unit scale instead
 of dividing by zero.
+
+A key may instead hold an explicit affine map (``Affine``: scale and offset), which is
+how a policy imported from another library keeps that library's normalization
+exactly (mean/std, its own epsilon); for a camera key it is per RGB channel, applied
+to the image in [0, 1].
 """
 from __future__ import annotations
 
@@ -51,11 +56,44 @@ class MinMax:
         return np.where(rng < MIN_RANGE, -self.min, centered)
 
 
-class Normalizer:
-    """Per-key min-max statistics; normalizes to [-1, 1] and back."""
+@dataclass(frozen=True)
+class Affine:
+    """An explicit map ``y = x * scale + offset`` (scale non-zero), for normalizations
+    that are not this project's min-max. ``min``/``max``: what maps to -1 and +1."""
 
-    def __init__(self, stats: Mapping[str, MinMax]):
-        self.stats: dict[str, MinMax] = dict(stats)
+    scale: np.ndarray  # (D,) float64
+    offset: np.ndarray  # (D,) float64
+
+    def __post_init__(self) -> None:
+        scale = np.asarray(self.scale, dtype=np.float64).reshape(-1)
+        offset = np.asarray(self.offset, dtype=np.float64).reshape(-1)
+        if scale.shape != offset.shape:
+            raise ValueError(f"scale has {scale.size} dimensions but offset has {offset.size}")
+        if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(offset))):
+            raise ValueError("normalizer scale or offset contains NaN or infinite values")
+        if np.any(scale == 0):
+            raise ValueError("normalizer scale has a zero entry; the map cannot be inverted")
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "offset", offset)
+
+    @property
+    def dim(self) -> int:
+        return int(self.scale.size)
+
+    @property
+    def min(self) -> np.ndarray:
+        return np.minimum((-1.0 - self.offset) / self.scale, (1.0 - self.offset) / self.scale)
+
+    @property
+    def max(self) -> np.ndarray:
+        return np.maximum((-1.0 - self.offset) / self.scale, (1.0 - self.offset) / self.scale)
+
+
+class Normalizer:
+    """Per-key statistics (min-max, or an explicit affine map); normalizes to [-1, 1] and back."""
+
+    def __init__(self, stats: Mapping[str, MinMax | Affine]):
+        self.stats: dict[str, MinMax | Affine] = dict(stats)
 
     @classmethod
     def fit(cls, data: Mapping[str, np.ndarray]) -> "Normalizer":
@@ -93,16 +131,21 @@ class Normalizer:
         return (y - s.offset) / s.scale
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: {"min": s.min.tolist(), "max": s.max.tolist()} for k, s in self.stats.items()}
+        return {k: ({"scale": s.scale.tolist(), "offset": s.offset.tolist()} if isinstance(s, Affine)
+                    else {"min": s.min.tolist(), "max": s.max.tolist()}) for k, s in self.stats.items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Normalizer":
         stats = {}
         for key, v in data.items():
-            if not isinstance(v, Mapping) or set(v) != {"min", "max"}:
-                raise ValueError(f"normalizer entry {key!r} must have exactly 'min' and 'max'")
+            if not isinstance(v, Mapping) or set(v) not in ({"min", "max"}, {"scale", "offset"}):
+                raise ValueError(f"normalizer entry {key!r} must have exactly 'min' and 'max', "
+                                 "or exactly 'scale' and 'offset'")
             try:
-                stats[key] = MinMax(np.asarray(v["min"], float), np.asarray(v["max"], float))
+                if "min" in v:
+                    stats[key] = MinMax(np.asarray(v["min"], float), np.asarray(v["max"], float))
+                else:
+                    stats[key] = Affine(np.asarray(v["scale"], float), np.asarray(v["offset"], float))
             except ValueError as exc:
                 raise ValueError(f"normalizer entry {key!r}: {exc}") from None
         return cls(stats)

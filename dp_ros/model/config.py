@@ -27,6 +27,10 @@ REGRESSION_NETS = ("mlp", "denoiser")  # the regression head's network (see mode
 DENOISERS = ("unet", "transformer")
 PREDICTION_TYPES = ("epsilon", "sample")
 TIMESTEP_SPACINGS = ("capped", "trailing", "leading")
+VISION_NORMS = ("group", "batch")
+VISION_POOLS = ("spatial_softmax", "avg")
+FEATURE_ACTIVATIONS = ("none", "relu")
+CROP_CENTERS = ("floor", "round")
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -95,23 +99,43 @@ class ObsConfig:
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """ResNet-18 with GroupNorm and a spatial-softmax keypoint head (one per camera by default)."""
+    """ResNet-18 with GroupNorm and a spatial-softmax keypoint head (one per camera by default).
+
+    The last four fields exist for policies imported from other libraries (docs/interop.md)
+    and keep their defaults in policies trained here: ``norm`` ``batch`` (a pretrained
+    backbone's BatchNorm, running statistics in eval), ``pool`` ``avg`` (global average
+    pooling, 8 * width features, no projection: the reference's image policy),
+    ``feature_activation`` ``relu`` after the projection (LeRobot), and ``crop_center``,
+    where the evaluation crop sits when the margin is odd: ``floor`` (robomimic's)
+    or ``round`` (torchvision's CenterCrop, Python's round half to even)."""
 
     num_keypoints: int = 32
     feature_dim: int = 64
     shared: bool = False
     group_size: int = 16  # GroupNorm groups = channels // group_size
     width: int = 64  # channels of the first stage (64: torchvision's ResNet-18; 32: a quarter of the compute)
+    norm: str = "group"
+    pool: str = "spatial_softmax"
+    feature_activation: str = "none"
+    crop_center: str = "floor"
 
     def validate(self) -> None:
         if self.num_keypoints < 1 or self.feature_dim < 1:
             raise ValueError("vision num_keypoints and feature_dim must be >= 1")
         if self.width < 1:
             raise ValueError(f"vision width {self.width} must be >= 1")
-        if self.width % self.group_size != 0:
+        for name, value, allowed in (("norm", self.norm, VISION_NORMS), ("pool", self.pool, VISION_POOLS),
+                                     ("feature_activation", self.feature_activation, FEATURE_ACTIVATIONS),
+                                     ("crop_center", self.crop_center, CROP_CENTERS)):
+            if value not in allowed:
+                raise ValueError(f"vision {name} {value!r} must be one of {allowed}")
+        if self.norm == "group" and self.width % self.group_size != 0:
             raise ValueError(
                 f"vision group_size {self.group_size} must divide width {self.width} (ResNet-18's narrowest layer)"
             )
+        if self.pool == "avg" and self.feature_dim != 8 * self.width:
+            raise ValueError(f"vision pool 'avg' gives 8 * width = {8 * self.width} features (no projection); "
+                             f"feature_dim is {self.feature_dim}")
 
 
 @dataclass(frozen=True)
@@ -178,8 +202,12 @@ class NoiseConfig:
     num_inference_steps: int = 10
     prediction_type: str = "epsilon"
     timestep_spacing: str = "capped"
+    clip_sample: bool = True  # clip each step's x0 estimate to [-clip_sample_range, clip_sample_range]
+    clip_sample_range: float = 1.0
 
     def validate(self) -> None:
+        if not (math.isfinite(self.clip_sample_range) and self.clip_sample_range > 0):
+            raise ValueError(f"clip_sample_range {self.clip_sample_range} must be a positive number")
         if self.num_train_steps < 1:
             raise ValueError(f"num_train_steps {self.num_train_steps} must be >= 1")
         if not 1 <= self.num_inference_steps <= self.num_train_steps:

@@ -72,10 +72,12 @@ class NoiseSchedule:
 class DDIMPlan:
     """Per-step constants for N deterministic DDIM steps (float32, on one device).
 
-    Step i:  x0 = clip((x - eps_coef[i] * out) * inv_sqrt_abar[i])       (epsilon)
-             x0 = clip(out)                                              (sample)
-             eps = (x - sqrt_abar[i] * x0) / sqrt_one_minus[i]           (sample)
-             x  = sqrt_abar_prev[i] * x0 + sqrt_one_minus_prev[i] * eps
+    Step i:  x0 = (x - sqrt_one_minus[i] * out) / sqrt_abar[i], eps = out    (epsilon)
+             x0 = out, eps = (x - sqrt_abar[i] * x0) / sqrt_one_minus[i]     (sample)
+             x  = sqrt_abar_prev[i] * clip(x0) + sqrt_one_minus_prev[i] * eps
+
+    ``clip``: the range x0 is clipped to (None: not clipped). As in diffusers' DDIM step
+    (the reference implementation's scheduler), eps comes from the unclipped x0.
     """
 
     timesteps: torch.Tensor  # (N,) int64, descending
@@ -84,6 +86,7 @@ class DDIMPlan:
     sqrt_abar_prev: torch.Tensor  # (N,)
     sqrt_one_minus_prev: torch.Tensor  # (N,)
     prediction_type: str
+    clip: float | None = 1.0
 
     @property
     def num_steps(self) -> int:
@@ -93,7 +96,7 @@ class DDIMPlan:
         return DDIMPlan(
             *(getattr(self, n).to(device) for n in
               ("timesteps", "sqrt_abar", "sqrt_one_minus", "sqrt_abar_prev", "sqrt_one_minus_prev")),
-            prediction_type=self.prediction_type,
+            prediction_type=self.prediction_type, clip=self.clip,
         )
 
     @property
@@ -108,18 +111,21 @@ class DDIMPlan:
 
     def step(self, i: int, x: torch.Tensor, model_out: torch.Tensor) -> torch.Tensor:
         """One update from timestep ``timesteps[i]`` to the next (or to x_0 at the end)."""
-        return ddim_update(x, model_out, *self.coefficients(i), self.prediction_type)
+        return ddim_update(x, model_out, *self.coefficients(i), self.prediction_type, self.clip)
 
 
 def ddim_update(x: torch.Tensor, model_out: torch.Tensor, sqrt_abar: torch.Tensor, sqrt_one_minus: torch.Tensor,
-                sqrt_abar_prev: torch.Tensor, sqrt_one_minus_prev: torch.Tensor, prediction_type: str) -> torch.Tensor:
+                sqrt_abar_prev: torch.Tensor, sqrt_one_minus_prev: torch.Tensor, prediction_type: str,
+                clip: float | None = 1.0) -> torch.Tensor:
     """The DDIM update with one step's constants (see ``DDIMPlan``)."""
     if prediction_type == "epsilon":
         eps = model_out
-        x0 = ((x - sqrt_one_minus * eps) / sqrt_abar).clamp(-1.0, 1.0)
+        x0 = (x - sqrt_one_minus * eps) / sqrt_abar
     else:
-        x0 = model_out.clamp(-1.0, 1.0)
+        x0 = model_out
         eps = (x - sqrt_abar * x0) / sqrt_one_minus
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
     return sqrt_abar_prev * x0 + sqrt_one_minus_prev * eps
 
 
@@ -183,4 +189,5 @@ def ddim_plan(cfg: NoiseConfig, num_inference_steps: int | None = None) -> DDIMP
         sqrt_abar_prev=abar_prev.sqrt().to(f32),
         sqrt_one_minus_prev=(1 - abar_prev).sqrt().to(f32),
         prediction_type=cfg.prediction_type,
+        clip=cfg.clip_sample_range if cfg.clip_sample else None,
     )

@@ -50,7 +50,9 @@ class ObsEncoder(nn.Module):
     def __init__(self, cfg: PolicyConfig, normalizer: Normalizer):
         super().__init__()
         self.cfg = cfg
-        self.cameras = CameraEncoders(cfg.obs.cameras, cfg.vision) if cfg.obs.cameras else None
+        image_norm = {c.name: (normalizer.stats[c.name].scale, normalizer.stats[c.name].offset)
+                      for c in cfg.obs.cameras if c.name in normalizer}
+        self.cameras = CameraEncoders(cfg.obs.cameras, cfg.vision, image_norm) if cfg.obs.cameras else None
         for key in cfg.obs.lowdim:
             s = normalizer.stats[key.name]
             self.register_buffer(f"scale_{key.name}", torch.tensor(s.scale, dtype=torch.float32), persistent=False)
@@ -78,6 +80,10 @@ class _PolicyBase(nn.Module):
                 f"action statistics have {normalizer.stats['action'].dim} dimensions, "
                 f"but the policy has {cfg.action_dim} joints"
             )
+        for cam in cfg.obs.cameras:
+            if cam.name in normalizer and normalizer.stats[cam.name].dim != 3:
+                raise ValueError(f"statistics for camera {cam.name!r} have {normalizer.stats[cam.name].dim} "
+                                 "dimensions; a camera's normalization has one per RGB channel (3)")
         for key in cfg.obs.lowdim:
             if normalizer.stats[key.name].dim != key.dim:
                 raise ValueError(

@@ -5,6 +5,10 @@ GroupNorm (BatchNorm's running statistics interact badly with the EMA of weights
 for diffusion training) and the global average pool by spatial softmax, which keeps
 where features are rather than only how strong they are, followed by a linear
 projection.
+
+Imported policies may keep BatchNorm, average pooling, a ReLU after the projection,
+torchvision's crop position and a per-channel normalization of the image
+(``VisionConfig``, docs/interop.md).
 """
 from __future__ import annotations
 
@@ -59,13 +63,14 @@ class _BasicBlock(nn.Module):
         return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
-def _resnet18_groupnorm(group_size: int, width: int = 64) -> nn.Sequential:
-    """ResNet-18 without its average pool and classifier, GroupNorm for BatchNorm:
-    (B, 3, H, W) -> (B, 8 * width, H/32, W/32). ``width`` 64 is torchvision's ResNet-18
-    (same module names and shapes, so its weights load); 32 is a quarter of the compute.
-    Sequential indices follow torchvision's children: 0 conv1, 1 bn1, 4..7 layer1..4."""
-    def norm(c: int) -> nn.GroupNorm:
-        return nn.GroupNorm(c // group_size, c)
+def _resnet18(group_size: int, width: int = 64, norm_kind: str = "group") -> nn.Sequential:
+    """ResNet-18 without its average pool and classifier, GroupNorm for BatchNorm (unless
+    ``norm_kind`` is ``batch``): (B, 3, H, W) -> (B, 8 * width, H/32, W/32). ``width`` 64 is
+    torchvision's ResNet-18 (same module names and shapes, so its weights load); 32 is a
+    quarter of the compute. Sequential indices follow torchvision's children: 0 conv1,
+    1 bn1, 4..7 layer1..4."""
+    def norm(c: int) -> nn.Module:
+        return nn.BatchNorm2d(c) if norm_kind == "batch" else nn.GroupNorm(c // group_size, c)
 
     layers: list[nn.Module] = [nn.Conv2d(3, width, 7, 2, 3, bias=False), norm(width), nn.ReLU(inplace=True),
                                nn.MaxPool2d(3, 2, 1)]
@@ -81,18 +86,30 @@ def _resnet18_groupnorm(group_size: int, width: int = 64) -> nn.Sequential:
     return net
 
 
+class GlobalAvgPool(nn.Module):
+    """(B, C, h, w) -> (B, C): torchvision ResNet's average pool and flatten."""
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return feat.mean(dim=(2, 3))
+
+
 class ImageEncoder(nn.Module):
-    """RGB float images in [0, 1] at the crop size -> (B, feature_dim)."""
+    """RGB float images (in [0, 1], or normalized) at the crop size -> (B, feature_dim)."""
 
     def __init__(self, crop_height: int, crop_width: int, cfg: VisionConfig):
         super().__init__()
-        self.backbone = _resnet18_groupnorm(cfg.group_size, cfg.width)
+        self.backbone = _resnet18(cfg.group_size, cfg.width, cfg.norm)
         h, w = _feature_hw(crop_height), _feature_hw(crop_width)
-        self.pool = SpatialSoftmax(8 * cfg.width, h, w, cfg.num_keypoints)
-        self.proj = nn.Linear(cfg.num_keypoints * 2, cfg.feature_dim)
+        if cfg.pool == "avg":
+            self.pool, self.proj = GlobalAvgPool(), nn.Identity()
+        else:
+            self.pool = SpatialSoftmax(8 * cfg.width, h, w, cfg.num_keypoints)
+            self.proj = nn.Linear(cfg.num_keypoints * 2, cfg.feature_dim)
+        self.relu = cfg.feature_activation == "relu"
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.pool(self.backbone(img)))
+        out = self.proj(self.pool(self.backbone(img)))
+        return F.relu(out) if self.relu else out
 
 
 def _feature_hw(n: int) -> int:
@@ -102,13 +119,19 @@ def _feature_hw(n: int) -> int:
     return n
 
 
-def crop_images(img: torch.Tensor, crop_h: int, crop_w: int, random: bool) -> torch.Tensor:
+def center_offset(size: int, crop: int, center: str = "floor") -> int:
+    """Where a center crop starts: half the margin, rounded down (``floor``) or by
+    Python's round, half to even (``round``: torchvision's CenterCrop)."""
+    return (size - crop) // 2 if center == "floor" else int(round((size - crop) / 2.0))
+
+
+def crop_images(img: torch.Tensor, crop_h: int, crop_w: int, random: bool, center: str = "floor") -> torch.Tensor:
     """Crop (N, C, H, W) to (N, C, crop_h, crop_w): random per image, or the center."""
     n, c, h, w = img.shape
     if (h, w) == (crop_h, crop_w):
         return img
     if not random:
-        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        top, left = center_offset(h, crop_h, center), center_offset(w, crop_w, center)
         return img[:, :, top : top + crop_h, left : left + crop_w]
     tops = torch.randint(0, h - crop_h + 1, (n,), device=img.device)
     lefts = torch.randint(0, w - crop_w + 1, (n,), device=img.device)
@@ -124,11 +147,20 @@ class CameraEncoders(nn.Module):
 
     Input per camera: uint8 RGB (B, T, H, W, 3) at the camera's configured size.
     Output: (B, T, n_cameras * feature_dim), cameras in configuration order.
+    ``image_norm``: per camera, a per-channel (scale, offset) applied to the image in [0, 1]
+    (imported policies; none for policies trained here).
     """
 
-    def __init__(self, cameras: tuple[CameraConfig, ...], cfg: VisionConfig):
+    def __init__(self, cameras: tuple[CameraConfig, ...], cfg: VisionConfig,
+                 image_norm: dict[str, tuple] | None = None):
         super().__init__()
         self.cameras = cameras
+        self.crop_center = cfg.crop_center
+        self.normalized = sorted(image_norm or {})
+        for name, (scale, offset) in (image_norm or {}).items():
+            for kind, v in (("scale", scale), ("offset", offset)):
+                t = torch.as_tensor(v, dtype=torch.float32).reshape(1, 3, 1, 1)  # per RGB channel
+                self.register_buffer(f"image_{kind}_{name}", t, persistent=False)
         if cfg.shared:
             sizes = {(c.crop_height, c.crop_width) for c in cameras}
             if len(sizes) > 1:
@@ -154,7 +186,10 @@ class CameraEncoders(nn.Module):
             x = x.reshape(b * t, *x.shape[2:])  # (B, T, H, W, 3) -> (B*T, H, W, 3)
             # (B*T, H, W, 3) -> (B*T, 3, H, W) in [0, 1], in the encoder's dtype (float16 on a GPU backend)
             x = x.permute(0, 3, 1, 2).to(self.dtype) / 255.0
-            x = crop_images(x, cam.crop_height, cam.crop_width, random=self.training)
+            if cam.name in self.normalized:
+                x = x * getattr(self, f"image_scale_{cam.name}").to(x.dtype) \
+                    + getattr(self, f"image_offset_{cam.name}").to(x.dtype)
+            x = crop_images(x, cam.crop_height, cam.crop_width, random=self.training, center=self.crop_center)
             enc = self.encoders["shared" if "shared" in self.encoders else cam.name]
             feats.append(enc(x).reshape(b, t, -1))  # (B*T, F) -> (B, T, F)
         return torch.cat(feats, dim=-1)

@@ -111,10 +111,10 @@ class CudaGraphBackend:
             block.cond_encoder.float()
 
     def _film_step(self, x: torch.Tensor, films: list[torch.Tensor], coefficients: tuple[torch.Tensor, ...],
-                   prediction_type: str) -> torch.Tensor:
+                   prediction_type: str, clip: float | None) -> torch.Tensor:
         """One DDIM step of the U-Net with its FiLM given; x and the result in float32."""
         out = self.policy.denoiser(x.to(self._dtype), None, None, films=films)
-        return ddim_update(x, out.float(), *coefficients, prediction_type)
+        return ddim_update(x, out.float(), *coefficients, prediction_type, clip)
 
     def _chunk(self, steps: int) -> torch.Tensor:
         plan = self.policy.plan(steps)
@@ -125,7 +125,8 @@ class CudaGraphBackend:
             x = self._noise
             for i in range(k):
                 x = self._guide(x, plan, i)
-                x = self._step(x, [f[i:i + 1] for f in films], plan.coefficients(i), plan.prediction_type)
+                x = self._step(x, [f[i:i + 1] for f in films], plan.coefficients(i), plan.prediction_type,
+                               plan.clip)
             return self.policy.unnormalize_action(commit_prefix(x, self._target, self._mask))
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half, cache_enabled=False):
             cond = self._encode(self._static)

@@ -65,6 +65,7 @@ class OnnxRuntimeBackend:
             p = ddim_plan(self.config.noise, steps)
             self._plans[steps] = {k: getattr(p, k).numpy() for k in (
                 "timesteps", "sqrt_abar", "sqrt_one_minus", "sqrt_abar_prev", "sqrt_one_minus_prev", "levels")}
+            self._plans[steps]["clip"] = p.clip
         return self._plans[steps]
 
     def encode(self, obs_window: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -80,16 +81,19 @@ class OnnxRuntimeBackend:
         x = noise = noise.astype(np.float32)
         target, mask = (a[None] for a in guide_arrays(guide, self._scale, self._offset, *noise.shape[1:]))
         eps_pred = self.config.noise.prediction_type == "epsilon"
+        clip = p["clip"]
         for i, k in enumerate(p["timesteps"]):
             out, x = self.denoiser.run(["model_output", "guided"], {
                 "sample": x, "timestep": np.array([k], np.float32), "cond": cond, "target": target, "mask": mask,
                 "noise": noise, "level": p["levels"][i]})
-            if eps_pred:
-                x0 = np.clip((x - p["sqrt_one_minus"][i] * out) / p["sqrt_abar"][i], -1.0, 1.0)
+            if eps_pred:  # noise.ddim_update, in numpy
+                x0 = (x - p["sqrt_one_minus"][i] * out) / p["sqrt_abar"][i]
                 eps = out
             else:
-                x0 = np.clip(out, -1.0, 1.0)
+                x0 = out
                 eps = (x - p["sqrt_abar"][i] * x0) / p["sqrt_one_minus"][i]
+            if clip is not None:
+                x0 = np.clip(x0, -clip, clip)
             x = p["sqrt_abar_prev"][i] * x0 + p["sqrt_one_minus_prev"][i] * eps
         return x + mask * (target - x)  # noise.commit_prefix: the fixed actions exactly, the soft ones blended
 
