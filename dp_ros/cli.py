@@ -24,6 +24,11 @@ COMMANDS = {
         ("view", "a PNG contact sheet (or MP4) of an episode with joint plots", "dp_ros.dataset.cli:view"),
         ("import-bag", "import a rosbag2 recording (sqlite3 or MCAP) as an episode", "dp_ros.dataset.bag_import"),
     ]),
+    "import": ("import policies trained with other libraries (docs/interop.md)", [
+        ("lerobot", "a LeRobot diffusion policy directory -> a dp_ros checkpoint", "dp_ros.interop.cli:lerobot"),
+        ("diffusion-policy", "a reference diffusion_policy .ckpt -> a dp_ros checkpoint (nothing in it runs)",
+         "dp_ros.interop.cli:diffusion_policy"),
+    ]),
     "sim": ("the simulated arm", [
         ("record", "record scripted demonstrations through the recorder", "dp_ros.sim.expert_node"),
         ("eval", "run a policy closed-loop in the simulator: success rate and goals chosen",

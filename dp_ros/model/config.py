@@ -146,6 +146,13 @@ class UNetConfig:
     kernel_size: int = 5
     n_groups: int = 8
     step_embed_dim: int = 128
+    # GroupNorm groups of the final conv block; 0: n_groups. The reference implementation
+    # and LeRobot always use 8 there, whatever n_groups is (their imports set it).
+    final_n_groups: int = 0
+
+    @property
+    def final_groups(self) -> int:
+        return self.final_n_groups or self.n_groups
 
     @property
     def horizon_multiple(self) -> int:
@@ -158,6 +165,9 @@ class UNetConfig:
         for d in self.down_dims:
             if d % self.n_groups != 0:
                 raise ValueError(f"unet width {d} must be divisible by n_groups = {self.n_groups}")
+        if self.final_n_groups < 0 or self.down_dims[0] % self.final_groups:
+            raise ValueError(f"unet final_n_groups {self.final_n_groups} must be 0 (n_groups) or divide "
+                             f"down_dims[0] = {self.down_dims[0]}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"unet kernel_size {self.kernel_size} must be odd and >= 1")
         if self.step_embed_dim < 2 or self.step_embed_dim % 2:

@@ -113,7 +113,7 @@ class ConditionalUnet1D(nn.Module):
             self.up_modules.append(nn.ModuleList([block(co * 2, ci), block(ci, ci), up]))
 
         start = cfg.down_dims[0]
-        self.final_conv = nn.Sequential(Conv1dBlock(start, start, k, g), nn.Conv1d(start, action_dim, 1))
+        self.final_conv = nn.Sequential(Conv1dBlock(start, start, k, cfg.final_groups), nn.Conv1d(start, action_dim, 1))
 
     def res_blocks(self) -> list[ConditionalResidualBlock1D]:
         """The residual blocks in the order ``forward`` runs them."""

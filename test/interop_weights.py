@@ -1,0 +1,47 @@
+"""Seeded stand-in weights for parity fixtures, shared by the fixture scripts and the tests.
+
+A ResNet-18 alone is 44 MB in float32: too large to commit once per fixture. So a fixture
+commits the library's weight manifest (every tensor's name, shape and dtype, read from the
+file the library saved) and the weights are these values, which the generation script
+loads into the real library before it computes the expected outputs, and the test
+writes into a file of the same layout before it imports it. numpy only: no project or
+library code, so both sides compute the same numbers.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+
+def seeded_tensor(name: str, shape, dtype: str, seed: int) -> np.ndarray:
+    """A deterministic tensor for parameter ``name``: scaled like a trained network's, so
+    activations stay in range through deep stacks (He-like for weights, near 1 for norm
+    scales, positive running variances, small biases)."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    shape = tuple(int(s) for s in shape)
+    leaf = name.rsplit(".", 1)[-1]
+    if dtype.startswith("int") or leaf == "num_batches_tracked":
+        return np.zeros(shape, dtype=np.int64)
+    if leaf == "running_var":
+        x = rng.uniform(0.5, 1.5, shape)
+    elif leaf == "running_mean":
+        x = rng.normal(0.0, 0.1, shape)
+    elif len(shape) >= 2:
+        fan_in = int(np.prod(shape[1:]))
+        x = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+    elif leaf == "weight":  # 1-D weights belong to GroupNorm/BatchNorm (Linear and conv weights are >= 2-D)
+        x = 1.0 + rng.normal(0.0, 0.1, shape)
+    else:
+        x = rng.normal(0.0, 0.1, shape)
+    return x.astype(np.float32)
+
+
+def seeded_state(manifest: dict, seed: int) -> dict[str, np.ndarray]:
+    """``manifest``: {name: {"shape": [...], "dtype": "float32"}} -> {name: array}. Buffers
+    that hold fixed data (``pos_grid``) are left out: the library computes them."""
+    return {k: seeded_tensor(k, v["shape"], v["dtype"], seed) for k, v in sorted(manifest.items())
+            if k.rsplit(".", 1)[-1] not in FIXED_BUFFERS}
+
+
+FIXED_BUFFERS = {"pos_grid", "pos_x", "pos_y"}
