@@ -45,3 +45,23 @@ def seeded_state(manifest: dict, seed: int) -> dict[str, np.ndarray]:
 
 
 FIXED_BUFFERS = {"pos_grid", "pos_x", "pos_y"}
+
+
+def restore_stripped_checkpoint(fixture: "Path", out: "Path") -> "Path":
+    """A reference .ckpt whose seeded storages were cut out (``storages.json``: zip entry ->
+    which state dict, tensor name, shape, dtype) -> the full file at ``out``, the storages
+    written back from the seeds in ``meta.json`` (model: seed, EMA model: ema_seed)."""
+    import json
+    import zipfile
+
+    meta = json.loads((fixture / "meta.json").read_text())
+    seeds = {"model": meta["seed"], "ema_model": meta["ema_seed"]}
+    cut = json.loads((fixture / "storages.json").read_text())
+    with zipfile.ZipFile(fixture / "latest.ckpt") as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        prefix = src.namelist()[0].split("/")[0]
+        for info in src.infolist():
+            dst.writestr(info, src.read(info.filename))
+        for key, t in cut.items():
+            data = seeded_tensor(t["name"], t["shape"], t["dtype"], seeds[t["dict"]])
+            dst.writestr(f"{prefix}/data/{key}", data.tobytes())
+    return out
