@@ -10,6 +10,7 @@ library code, so both sides compute the same numbers.
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def seeded_state(manifest: dict, seed: int) -> dict[str, np.ndarray]:
 FIXED_BUFFERS = {"pos_grid", "pos_x", "pos_y"}
 
 
-def restore_stripped_checkpoint(fixture: "Path", out: "Path") -> "Path":
+def restore_stripped_checkpoint(fixture: Path, out: Path) -> Path:
     """A reference .ckpt whose seeded storages were cut out (``storages.json``: zip entry ->
     which state dict, tensor name, shape, dtype) -> the full file at ``out``, the storages
     written back from the seeds in ``meta.json`` (model: seed, EMA model: ema_seed)."""
