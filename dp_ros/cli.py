@@ -19,10 +19,14 @@ COMMANDS = {
          "dp_ros.bench.recorder_bench"),
         ("train", "training throughput and data-loader headroom", "dp_ros.bench.train_bench"),
     ]),
-    "dataset": ("inspect, view and import demonstration datasets", [
+    "dataset": ("inspect, view, import and export demonstration datasets", [
         ("info", "episodes, lengths, rates and statistics of a dataset", "dp_ros.dataset.cli:info"),
         ("view", "a PNG contact sheet (or MP4) of an episode with joint plots", "dp_ros.dataset.cli:view"),
         ("import-bag", "import a rosbag2 recording (sqlite3 or MCAP) as an episode", "dp_ros.dataset.bag_import"),
+        ("export-lerobot", "write a dataset as a LeRobot v3.0 dataset (parquet + videos)",
+         "dp_ros.interop.lerobot_dataset:export_lerobot"),
+        ("import-lerobot", "convert a LeRobot v3.0 dataset into a dp_ros dataset",
+         "dp_ros.interop.lerobot_dataset:import_lerobot"),
     ]),
     "import": ("import policies trained with other libraries (docs/interop.md)", [
         ("lerobot", "a LeRobot diffusion policy directory -> a dp_ros checkpoint", "dp_ros.interop.cli:lerobot"),

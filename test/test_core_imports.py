@@ -40,6 +40,18 @@ build_parser(['export', 'x']).parse_args(['export', 'x'])
 """
 
 
+NODE_WITHOUT_INTEROP = """
+import sys
+for name in ('pyarrow', 'av'):
+    sys.modules[name] = None  # the dataset converters' libraries: never on the policy node's path
+import dp_ros.nodes.policy_node, dp_ros.nodes.teleop_recorder
+"""
+
+
+def test_the_nodes_import_without_the_dataset_converters_libraries():
+    subprocess.run([sys.executable, "-c", NODE_WITHOUT_INTEROP], check=True)
+
+
 def test_cli_imports_only_the_command_it_runs():
     # An inference box (or the GPU machine) runs bench and export without ROS, zarr or rosbags.
     subprocess.run([sys.executable, "-c", CLI_LAZY], check=True)

@@ -349,4 +349,7 @@ def _report(cfg: PolicyConfig, observation_map: dict[str, str], placeholders: bo
                      "rerun with --joint-names in the order of LeRobot's action vector")
     lines.append(f"dt {cfg.dt:.4g} s, T_o {cfg.n_obs_steps}, T_p {cfg.horizon}, T_a {cfg.n_action_steps}, "
                  f"{cfg.noise.num_inference_steps} DDIM steps ({raw.get('noise_scheduler_type', 'DDPM')}-trained)")
+    lines.append(f"timing: LeRobot records the action sent at t next to the observation of t; dp_ros schedules "
+                 f"each action at the time it should be reached (docs/timing.md): run the policy node with "
+                 f"action_time_offset: {cfg.dt:.4g} (docs/interop.md)")
     return lines

@@ -179,7 +179,8 @@ def make_case(name: str, spec: dict) -> None:
     io["noise"] = noise.numpy()
 
     if OLD:
-        normalize, unnormalize = policy.normalize_inputs, (lambda a: policy.unnormalize_outputs({"action": a})["action"])
+        normalize = policy.normalize_inputs
+        unnormalize = (lambda a: policy.unnormalize_outputs({"action": a})["action"])
     else:
         normalizer = next(s for s in pre.steps if type(s).__name__ == "NormalizerProcessorStep")
         unnormalizer = next(s for s in post.steps if type(s).__name__ == "UnnormalizerProcessorStep")
