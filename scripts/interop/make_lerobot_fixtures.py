@@ -5,6 +5,7 @@ in the project's: the expected outputs must come from the real library.
 
     /path/to/lerobot-venv/bin/python scripts/interop/make_lerobot_fixtures.py      # lerobot 0.4.x
     /path/to/lerobot03-venv/bin/python scripts/interop/make_lerobot_fixtures.py    # lerobot 0.3.x: old_format
+    /path/to/lerobot-venv/bin/python scripts/interop/make_lerobot_fixtures.py state_quantiles   # one case
 
 LeRobot before 0.4 kept the normalization statistics inside model.safetensors
 (``normalize_inputs.buffer_*``); run under such a release, the script writes only the
@@ -91,6 +92,17 @@ CASES = {
         action_dim=2,
         config=dict(n_obs_steps=2, horizon=16, n_action_steps=8, down_dims=(16, 32), diffusion_step_embed_dim=16,
                     noise_scheduler_type="DDIM", num_inference_steps=5, clip_sample_range=1.5)),
+    # LeRobot 0.4's quantile modes: state by its 1st/99th percentiles, action by its 10th/90th,
+    # environment state not in the mapping (IDENTITY).
+    "state_quantiles": dict(
+        inputs={"observation.state": feature("STATE", [3]),
+                "observation.environment_state": feature("ENV", [4])},
+        action_dim=3, quantiles=True,
+        config=dict(n_obs_steps=2, horizon=8, n_action_steps=4, down_dims=(16, 32), diffusion_step_embed_dim=16,
+                    noise_scheduler_type="DDIM", num_inference_steps=6,
+                    normalization_mapping={"VISUAL": NormalizationMode.MEAN_STD,
+                                           "STATE": NormalizationMode.QUANTILES,
+                                           "ACTION": NormalizationMode.QUANTILE10})),
 }
 OLD_CASES = {
     # LeRobot < 0.4 (statistics in the weights file), a pusht-style single image key.
@@ -104,7 +116,7 @@ OLD_CASES = {
 }
 
 
-def stats_for(features: dict, action_dim: int, rng) -> dict:
+def stats_for(features: dict, action_dim: int, rng, quantiles: bool = False) -> dict:
     stats = {}
     for key, ft in {**features, "action": feature("ACTION", [action_dim])}.items():
         if ft.type == FeatureType.VISUAL:
@@ -117,6 +129,9 @@ def stats_for(features: dict, action_dim: int, rng) -> dict:
             if key == "observation.environment_state":
                 hi[0] = lo[0]  # a constant dimension: LeRobot's min-max substitutes eps for the range
             stats[key] = {"min": lo, "max": hi, "mean": (lo + hi) / 2, "std": (hi - lo) / 4}
+            if quantiles:  # inside [min, max], not symmetric
+                for q, f in (("q01", 0.02), ("q10", 0.15), ("q50", 0.55), ("q90", 0.8), ("q99", 0.97)):
+                    stats[key][q] = lo + f * (hi - lo)
     return {k: {s: torch.tensor(v, dtype=torch.float32) for s, v in d.items()} for k, d in stats.items()}
 
 
@@ -132,7 +147,7 @@ def make_case(name: str, spec: dict) -> None:
     state = {k: torch.from_numpy(v) for k, v in seeded_state(manifest, SEED).items()}
     missing, unexpected = policy.load_state_dict(state, strict=False)
     assert not unexpected and all(m.endswith("pos_grid") for m in missing), (missing, unexpected)
-    stats = stats_for(spec["inputs"], spec["action_dim"], rng)
+    stats = stats_for(spec["inputs"], spec["action_dim"], rng, spec.get("quantiles", False))
     out = OUT / name
     shutil.rmtree(out, ignore_errors=True)
     policy_dir = out / "policy"
@@ -218,5 +233,7 @@ def make_case(name: str, spec: dict) -> None:
 
 
 if __name__ == "__main__":
+    only = sys.argv[1:]  # case names to regenerate (default: all of this LeRobot release's)
     for case_name, case in (OLD_CASES if OLD else CASES).items():
-        make_case(case_name, case)
+        if not only or case_name in only:
+            make_case(case_name, case)
