@@ -66,3 +66,16 @@ def restore_stripped_checkpoint(fixture: Path, out: Path) -> Path:
             data = seeded_tensor(t["name"], t["shape"], t["dtype"], seeds[t["dict"]])
             dst.writestr(f"{prefix}/data/{key}", data.tobytes())
     return out
+
+
+def fixture_windows(io_path, observation_map: dict, expected: str = "expected"):
+    """A parity fixture's samples in dp_ros's layout: (observation window, initial noise,
+    the library's chunk). Images go from the libraries' (T_o, 3, H, W) to (T_o, H, W, 3)."""
+    io = np.load(io_path)
+    for i in range(io["noise"].shape[0]):
+        obs = {}
+        for theirs, ours in observation_map.items():
+            x = io[theirs][i]
+            obs[ours] = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+        yield obs, io["noise"][i], io[expected][i]
+

@@ -13,7 +13,7 @@ from dp_ros.interop.common import InteropError
 from dp_ros.interop.lerobot_policy import import_lerobot
 from dp_ros.model.checkpoint import load_checkpoint
 
-from interop_weights import seeded_state
+from interop_weights import fixture_windows, seeded_state
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interop" / "lerobot"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "io.npz").is_file())
@@ -37,13 +37,7 @@ def policy_dir(case: str, tmp_path: Path) -> Path:
 
 def windows(case: str, observation_map: dict):
     """The fixture's observations in dp_ros's layout, with noise and LeRobot's chunks."""
-    io = np.load(FIXTURES / case / "io.npz")
-    for i in range(io["noise"].shape[0]):
-        obs = {}
-        for theirs, ours in observation_map.items():
-            x = io[theirs][i]
-            obs[ours] = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x  # (T_o, 3, H, W) -> HWC
-        yield obs, io["noise"][i], io["expected"][i]
+    return fixture_windows(FIXTURES / case / "io.npz", observation_map)
 
 
 def imported(case: str, tmp_path: Path) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from dp_ros.cli import main
 from dp_ros.model.checkpoint import load_checkpoint
 
-from interop_weights import restore_stripped_checkpoint
+from interop_weights import fixture_windows, restore_stripped_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interop" / "reference"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "io.npz").is_file())
@@ -25,13 +25,7 @@ def checkpoint(case: str, tmp_path: Path) -> Path:
 
 
 def windows(case: str, observation_map: dict, expected: str = "expected"):
-    io = np.load(FIXTURES / case / "io.npz")
-    for i in range(io["noise"].shape[0]):
-        obs = {}
-        for theirs, ours in observation_map.items():
-            x = io[theirs][i]
-            obs[ours] = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x  # (T_o, 3, H, W) -> HWC
-        yield obs, io["noise"][i], io[expected][i]
+    return fixture_windows(FIXTURES / case / "io.npz", observation_map, expected)
 
 
 @pytest.mark.parametrize("case,ema", [(c, True) for c in CASES] + [("lowdim", False)])
