@@ -72,6 +72,7 @@ EPISODES_FILE = "meta/episodes/chunk-000/file-000.parquet"
 VCODECS = ("libsvtav1", "libx264")  # AV1 (LeRobot's default) or H.264 (decodes faster on old machines)
 VIDEO_TOLERANCE_S = 1e-4  # LeRobotDataset's default: a frame further than this from its query time is refused
 IMAGE_STATS_FRAMES = 100  # per episode, evenly spaced (LeRobot also samples frames for image statistics)
+IMAGE_STATS_SIDE = 150  # pixels on the longer side those frames are subsampled to (LeRobot's target too)
 
 
 class LeRobotDatasetError(DatasetError):
@@ -96,7 +97,8 @@ def _vector_stats(x: np.ndarray) -> dict[str, Any]:
 def _image_stats(frames: np.ndarray) -> dict[str, Any]:
     """(N, H, W, 3) uint8 -> per-channel statistics of values in [0, 1], shaped (3, 1, 1) as LeRobot's."""
     step = max(1, len(frames) // IMAGE_STATS_FRAMES)
-    pixels = frames[::step].reshape(-1, 3).astype(np.float64) / 255.0
+    stride = max(1, round(max(frames.shape[1:3]) / IMAGE_STATS_SIDE))
+    pixels = frames[::step, ::stride, ::stride].reshape(-1, 3).astype(np.float64) / 255.0
     stats = _vector_stats(pixels)
     stats = {k: (v.reshape(3, 1, 1) if k != "count" else np.array([len(frames)])) for k, v in stats.items()}
     return stats
@@ -169,10 +171,16 @@ class _VideoWriter:
                 self._container.mux(packet)
             self.frames += 1
 
-    def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+    def close(self, quiet: bool = False) -> None:
+        """Flush the encoder and close the file; ``quiet``: after another error, which
+        stays the one reported (the file is thrown away with the rest)."""
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+        except Exception as e:
+            if not quiet:
+                raise LeRobotDatasetError(f"{self.feature}: could not finish {self.path}: {e}") from None
 
 
 class VideoReader:
@@ -444,9 +452,12 @@ def _export(store: EpisodeStore, root: Path, repo_id: str, task: str, actions: s
             episodes.append(row)
             ep_stats.append(stats)
             start += n
-    finally:
+    except BaseException:
         for w in writers.values():
-            w.close()
+            w.close(quiet=True)
+        raise
+    for w in writers.values():
+        w.close()
     N = start
     features[ROS_TIME] = {"dtype": "float64", "shape": [1], "names": None}
     index_cols = {
@@ -691,7 +702,7 @@ def _frames(root: Path, info: dict, episodes: list[dict]):
     tables = []
     for c, f in keys:
         try:
-            rel = info["data_path"].format(chunk_index=c, file_index=f, episode_chunk=c, episode_index=f)
+            rel = info["data_path"].format(chunk_index=c, file_index=f)
         except (KeyError, IndexError, ValueError) as e:
             raise LeRobotDatasetError(f"info.json: data_path = {info['data_path']!r} cannot be formatted: {e}") \
                 from None
