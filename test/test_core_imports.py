@@ -16,7 +16,9 @@ CORE_ONLY = """
 import sys
 import dp_ros.core.normalizer, dp_ros.core.obs_buffer, dp_ros.core.chunking, dp_ros.core.safety
 import dp_ros.core.trajectory_rules, dp_ros.core.urdf, dp_ros.core.command, dp_ros.core.motion
+import dp_ros.core.cartesian
 assert 'torch' not in sys.modules, 'the pure core must not import torch'
+assert 'pinocchio' not in sys.modules, 'kinematics come into the core from outside (dp_ros.kinematics)'
 assert 'rclpy' not in sys.modules
 """
 
