@@ -69,6 +69,16 @@ class JointLimits:
         object.__setattr__(self, "max_velocity", v)
         object.__setattr__(self, "names", names)
 
+    def tightened(self, urdf: dict[str, tuple[float, float, float]]) -> "JointLimits":
+        """These limits within a URDF's (joint name -> (lower, upper, max_velocity), as
+        ``core.urdf.parse_joint_limits`` gives); ValueError naming joints they contradict."""
+        lower, upper, speed = self.lower.copy(), self.upper.copy(), self.max_velocity.copy()
+        for i, name in enumerate(self.names):
+            if name in urdf:
+                lo, hi, vel = urdf[name]
+                lower[i], upper[i], speed[i] = max(lower[i], lo), min(upper[i], hi), min(speed[i], vel)
+        return JointLimits(lower, upper, speed, self.names)
+
     @classmethod
     def unlimited(cls, n: int, max_velocity: float = np.inf) -> "JointLimits":
         return cls(np.full(n, -np.inf), np.full(n, np.inf), np.full(n, max_velocity))

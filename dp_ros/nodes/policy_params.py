@@ -113,12 +113,8 @@ class PolicyParameters:
         lower, upper = values["joint_lower_limits"], values["joint_upper_limits"]
         speed = np.full(len(names), float(self.get("max_joint_speed", staged)))
         urdf = self.urdf_limits if urdf is None else urdf
-        for i, name in enumerate(names):
-            if name in urdf:
-                lo, hi, vel = urdf[name]
-                lower[i], upper[i], speed[i] = max(lower[i], lo), min(upper[i], hi), min(speed[i], vel)
         try:
-            return JointLimits(lower, upper, speed, names)
+            return JointLimits(lower, upper, speed, names).tightened(urdf)
         except ValueError as exc:
             where = " (parameters and the URDF together)" if urdf else ""
             raise ValueError(f"{exc}{where}") from None

@@ -95,7 +95,7 @@ class TeleopRecorder(Node):
         if missing:
             raise ValueError(f"set states.<key>.poses (poses per PoseArray message) for {missing}")
         task = p("task", "", "free-form task description, or a JSON object, stored with the dataset")
-        device = p("device", "joy", "teleop device: joy or leader")
+        device = p("device", "joy", "teleop device: joy, leader or cartesian")
         lower = np.array(p("joint_lower_limits", [-math.inf] * n, "lower limit per joint; -.inf for none"), float)
         upper = np.array(p("joint_upper_limits", [math.inf] * n, "upper limit per joint; .inf for none"), float)
         speed = p("max_joint_speed", 0.5, "rad/s per joint for teleop targets", lo=1e-6, hi=100.0)
@@ -113,7 +113,25 @@ class TeleopRecorder(Node):
                              f"{list(self.joint_names)}; got {len(lower)} and {len(upper)}")
         self.limits = JointLimits(lower, upper, np.full(n, speed), self.joint_names)  # ValueError naming joints
 
-        if device == "joy":
+        self.cartesian = None
+        self._buttons: dict[str, int] = {}
+        self._last_buttons: tuple[int, ...] = ()
+        if device in ("joy", "cartesian"):
+            self._buttons = {
+                "start": p("joy.start_button", -1, "Joy button that starts an episode (-1: none)"),
+                "save": p("joy.save_button", -1, "Joy button that stops and saves the episode (-1: none)"),
+                "discard": p("joy.discard_button", -1, "Joy button that discards the episode (-1: none)"),
+            }
+            joy_topic = p("joy_topic", "/joy", "sensor_msgs/Joy input (axes and buttons)")
+        if device == "cartesian":
+            from dp_ros.nodes.cartesian_device import CartesianDevice
+
+            self.cartesian = CartesianDevice(self, p, self.joint_names, self.limits, self._set_limits)
+            self.teleop = self.cartesian.teleop
+            if self.cartesian.input == "joy" or any(b >= 0 for b in (*self._buttons.values(),
+                                                                      *self.cartesian.gripper_buttons.values())):
+                self.create_subscription(Joy, joy_topic, self._on_joy, qos_profile_sensor_data)
+        elif device == "joy":
             k = min(n, 6)  # default: the first axes drive the first joints, in order
             axes = p("joy.axes", list(range(k)), "Joy axis index per mapped joint")
             joints = p("joy.joints", list(self.joint_names[:k]), "joint driven by each axis in joy.axes")
@@ -124,14 +142,7 @@ class TeleopRecorder(Node):
                                     self.limits, deadzone=p("joy.deadzone", 0.1, "axis deadzone", lo=0.0, hi=0.99),
                                     timeout=p("joy.timeout", 0.5, "seconds until silent axes count as released",
                                               lo=0.01, hi=10.0))
-            self._buttons = {
-                "start": p("joy.start_button", -1, "Joy button that starts an episode (-1: none)"),
-                "save": p("joy.save_button", -1, "Joy button that stops and saves the episode (-1: none)"),
-                "discard": p("joy.discard_button", -1, "Joy button that discards the episode (-1: none)"),
-            }
-            self._last_buttons: tuple[int, ...] = ()
-            self.create_subscription(Joy, p("joy_topic", "/joy", "sensor_msgs/Joy input"), self._on_joy,
-                                     qos_profile_sensor_data)
+            self.create_subscription(Joy, joy_topic, self._on_joy, qos_profile_sensor_data)
         elif device == "leader":
             leader_names = [x for x in p("leader.joint_names", [""], "leader joint per follower joint; [''] = same names") if x]
             self.teleop = LeaderTeleop(self.joint_names, self.limits, leader_names or None,
@@ -140,7 +151,7 @@ class TeleopRecorder(Node):
             self.create_subscription(JointState, p("leader_topic", "/leader/joint_states", "the leader's JointState"),
                                      self._on_leader, qos_profile_sensor_data)
         else:
-            raise ValueError(f"device {device!r} must be 'joy' or 'leader'")
+            raise ValueError(f"device {device!r} must be 'joy', 'leader' or 'cartesian'")
 
         try:
             task_meta = json.loads(task) if task.strip().startswith("{") else {"description": task}
@@ -220,13 +231,19 @@ class TeleopRecorder(Node):
             self._reject(JOINTS, reason)
 
     def _on_joy(self, msg: Joy) -> None:
-        reason = self.teleop.set_axes(list(msg.axes), self._now())
+        buttons, last = tuple(msg.buttons), self._last_buttons
+
+        def pressed(index: int) -> bool:  # down now, up in the previous message
+            return 0 <= index < len(buttons) and bool(buttons[index]) and not (index < len(last) and last[index])
+
+        if self.cartesian is not None:
+            reason = self.cartesian.on_joy(msg.axes, pressed, self._now())
+        else:
+            reason = self.teleop.set_axes(list(msg.axes), self._now())
         if reason:
             self._reject("joy", reason)
-        buttons = tuple(msg.buttons)
         for action, index in self._buttons.items():
-            if 0 <= index < len(buttons) and buttons[index] and not (
-                    index < len(self._last_buttons) and self._last_buttons[index]):
+            if pressed(index):
                 ok, text = {"start": self.start_episode, "save": self.stop_episode,
                             "discard": self.discard_episode}[action]()
                 if ok:
@@ -234,6 +251,10 @@ class TeleopRecorder(Node):
                 else:
                     self.get_logger().warning(f"joy {action}: {text}")
         self._last_buttons = buttons
+
+    def _set_limits(self, limits: JointLimits) -> None:
+        """The limits every command is filtered with (the URDF's tighten them, device cartesian)."""
+        self.limits = limits
 
     def _on_leader(self, msg: JointState) -> None:
         reason = self.teleop.set_leader(list(msg.name), list(msg.position))

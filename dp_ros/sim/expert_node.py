@@ -9,6 +9,12 @@ succeed within its timeout is discarded.
 ``dp_ros sim record --dataset D --episodes N`` runs the simulator, the recorder (leader
 mode) and this expert in one process, in lockstep simulated time (``sim.lockstep``;
 ``--realtime`` for the wall clock): the same seed records the same demonstrations.
+
+With ``--device cartesian`` the recorder runs its Cartesian teleop (differential IK on
+the URDF ``sim_arm`` publishes, translation only: the arm has four joints) and the
+expert pushes a simulated 3D mouse: ``geometry_msgs/Twist`` deflections on
+``/spacenav/twist`` toward tip waypoints above and onto the chosen target
+(``plan_cartesian``), the tip read from ``/joint_states`` through MuJoCo's kinematics.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import json
 import threading
 
 import numpy as np
+from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -25,12 +32,23 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from dp_ros.console import add_console_arguments, emit_json, quiet_console
-from dp_ros.sim.expert import plan_reach
+from dp_ros.sim.expert import deflection_for, plan_cartesian, plan_reach, twist_toward
 from dp_ros.sim.scene import JOINTS, SimArm
 
 
+# The recorder's Cartesian settings for the simulated arm (``--device cartesian``).
+CARTESIAN_SCALE = 0.15  # m/s at full deflection
+CARTESIAN_DEADZONE = 0.1
+CARTESIAN_PARAMETERS = {
+    "device": "cartesian", "cartesian.input": "twist", "cartesian.twist_topic": "/spacenav/twist",
+    "cartesian.tip_frame": "tip", "cartesian.enabled_axes": ["x", "y", "z"], "cartesian.frame": "base",
+    "cartesian.scales": [CARTESIAN_SCALE] * 3 + [0.5] * 3, "cartesian.deadzone": CARTESIAN_DEADZONE,
+}
+
+
 class ExpertNode(Node):
-    def __init__(self, seed: int = 0, speed: float = 0.6, use_sim_time: bool = False, **kwargs):
+    def __init__(self, seed: int = 0, speed: float = 0.6, use_sim_time: bool = False, device: str = "leader",
+                 **kwargs):
         super().__init__("sim_expert", parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)],
                          **kwargs)
         self.clock = None  # sim.lockstep.Lockstep or RealTime, set once every node exists
@@ -40,7 +58,9 @@ class ExpertNode(Node):
         self._lock = threading.Lock()
         self._q: np.ndarray | None = None
         self._task: dict | None = None
+        self.device = device
         self._leader = self.create_publisher(JointState, "/leader/joint_states", qos_profile_sensor_data)
+        self._twist = self.create_publisher(Twist, "/spacenav/twist", qos_profile_sensor_data)
         self.create_subscription(JointState, "/joint_states", self._on_joints, qos_profile_sensor_data)
         self.create_subscription(String, "/sim_arm/task", self._on_task, 10)
         self._triggers = {n: self.create_client(Trigger, f) for n, f in [
@@ -73,10 +93,18 @@ class ExpertNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self._leader.publish(msg)
 
+    def _publish_twist(self, deflection: np.ndarray) -> None:
+        msg = Twist()
+        msg.linear.x, msg.linear.y, msg.linear.z = (float(x) for x in deflection)
+        self._twist.publish(msg)
+
     def _hold(self, q: np.ndarray, seconds: float) -> None:
         end = self.clock.now() + seconds
         while self.clock.now() < end:
-            self._publish_leader(q)
+            if self.device == "cartesian":
+                self._publish_twist(np.zeros(3))
+            else:
+                self._publish_leader(q)
             self.clock.sleep(0.02)
 
     def record(self, episodes: int, timeout: float = 15.0) -> list[dict]:
@@ -92,26 +120,56 @@ class ExpertNode(Node):
                 if self.clock.now() > deadline:
                     raise RuntimeError(f"the recorder refused to start: {res.message}")
                 self._hold(q0, 0.2)
-            plan = plan_reach(q0, targets, self.kinematics.solve_ik, self.rng, speed=self.speed)
             t0 = self.clock.now()
-            success = False
-            while True:
-                t = self.clock.now() - t0
-                self._publish_leader(plan.at(t))
-                with self._lock:
-                    task = self._task
-                if t > plan.duration and task and task["success"] and task["goal"] == plan.goal:
-                    success = True
-                    break
-                if t > timeout:
-                    break
-                self.clock.sleep(0.02)
+            if self.device == "cartesian":
+                plan, success = self._drive_cartesian(targets, t0, timeout)
+            else:
+                plan, success = self._drive_leader(q0, targets, t0, timeout)
             self._call("stop" if success else "discard")
             summary.append({"goal": plan.goal, "saved": success, "seconds": round(self.clock.now() - t0, 2)})
             self.get_logger().info(f"episode {len(summary)}: goal {'left' if plan.goal == 0 else 'right'}, "
                                    f"{'saved' if success else 'discarded (no success)'}")
             self.clock.sleep(1.0)  # let the recorder save before the next reset
         return summary
+
+    def _drive_leader(self, q0: np.ndarray, targets: np.ndarray, t0: float, timeout: float):
+        plan = plan_reach(q0, targets, self.kinematics.solve_ik, self.rng, speed=self.speed)
+        while True:
+            t = self.clock.now() - t0
+            self._publish_leader(plan.at(t))
+            if t > plan.duration and self._succeeded(plan.goal):
+                return plan, True
+            if t > timeout:
+                return plan, False
+            self.clock.sleep(0.02)
+
+    def _drive_cartesian(self, targets: np.ndarray, t0: float, timeout: float):
+        plan = plan_cartesian(targets, self.rng)
+        k, still_since = 0, None
+        while True:
+            t = self.clock.now() - t0
+            with self._lock:
+                q = self._q.copy()
+            deflection = np.zeros(3)
+            if k < len(plan.waypoints):
+                velocity, reached = twist_toward(self.kinematics.tip_at(q), plan.waypoints[k], plan.speed)
+                if reached:
+                    k += 1
+                else:
+                    deflection = deflection_for(velocity, CARTESIAN_SCALE, CARTESIAN_DEADZONE)
+            elif still_since is None:
+                still_since = t
+            self._publish_twist(deflection)
+            if still_since is not None and t - still_since > plan.dwell and self._succeeded(plan.goal):
+                return plan, True
+            if t > timeout:
+                return plan, False
+            self.clock.sleep(0.02)
+
+    def _succeeded(self, goal: int) -> bool:
+        with self._lock:
+            task = self._task
+        return bool(task and task["success"] and task["goal"] == goal)
 
     def destroy_node(self):
         self.kinematics.close()
@@ -125,6 +183,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", default="96x96", help="camera and stored image size, HxW")
     p.add_argument("--no-images", action="store_true",
                    help="record no camera (the simulator renders none): a dataset for the low-dim policy only")
+    p.add_argument("--device", choices=("leader", "cartesian"), default="leader",
+                   help="the recorder's teleop: leader (joint targets) or cartesian (a simulated 3D mouse "
+                        "through differential IK on the arm's URDF)")
     p.add_argument("--realtime", action="store_true", help="run on the wall clock instead of lockstep time")
     p.add_argument("--json", default=None, help="write a summary per attempt as JSON to this file ('-': stdout)")
     add_console_arguments(p)
@@ -163,10 +224,12 @@ def _record(args: argparse.Namespace, h: int, w: int) -> list[dict]:
         sim = ros.add(SimArmNode(parameter_overrides=[
             Parameter("seed", value=args.seed), Parameter("lockstep", value=lockstep), *size,
             *([Parameter("camera_rate", value=0.0)] if args.no_images else [])], **options))
+        device = getattr(args, "device", "leader")
+        cartesian = [Parameter(k, value=v) for k, v in CARTESIAN_PARAMETERS.items()] if device == "cartesian" else []
         ros.add(TeleopRecorder(parameter_overrides=[
             Parameter("dataset_path", value=args.dataset), Parameter("use_sim_time", value=lockstep), *size,
-            *([Parameter("cameras", value=[""])] if args.no_images else [])], **options))
-        expert = ros.add(ExpertNode(seed=args.seed, use_sim_time=lockstep, **options))
+            *([Parameter("cameras", value=[""])] if args.no_images else []), *cartesian], **options))
+        expert = ros.add(ExpertNode(seed=args.seed, use_sim_time=lockstep, device=device, **options))
         expert.clock = start_clock(ros.nodes, sim, lockstep)
         try:
             return expert.record(args.episodes)

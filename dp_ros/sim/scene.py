@@ -194,6 +194,13 @@ class SimArm:
         hit = [k for k in (0, 1) if d[k] < SUCCESS_RADIUS]
         return Outcome(bool(hit), hit[0] if hit else -1, d)
 
+    def tip_at(self, q: np.ndarray) -> np.ndarray:
+        """The tip position at joint positions ``q`` (MuJoCo's kinematics; for the scripted
+        expert, on a SimArm that is not being stepped)."""
+        self.data.qpos[self._qadr] = q
+        self._mj.mj_kinematics(self.model, self.data)
+        return self.data.site_xpos[self._tip].copy()
+
     def solve_ik(self, goal_xy: np.ndarray, height: float = 0.02) -> np.ndarray:
         """Joint positions that put the tip above ``goal_xy`` at ``height`` (for the scripted
         expert): base yaw toward the goal, then a planar 3-link solution, wrist pointing down."""

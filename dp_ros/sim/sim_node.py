@@ -9,6 +9,8 @@
   right; default 20 Hz), the state key of the low-dimensional policy variant;
 - publishes ``~/success`` (std_msgs/Bool) and ``~/task`` (std_msgs/String, JSON: success,
   goal 0 = left / 1 = right / -1, tip distances, target positions) at 10 Hz;
+- publishes ``/robot_description`` (std_msgs/String, transient local): the arm's URDF
+  (``sim.arm_description``), as robot_state_publisher does on a real arm;
 - service ``~/reset`` (std_srvs/Trigger): the arm back home, the targets at a new
   random mirrored position.
 
@@ -31,13 +33,14 @@ import numpy as np
 from rclpy.node import Node
 from geometry_msgs.msg import Pose, PoseArray
 from rosgraph_msgs.msg import Clock
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from dp_ros.nodes.common import declare_read_only, sec_to_time, spin_node, stamp_to_sec
+from dp_ros.sim.arm_description import sim_arm_urdf
 from dp_ros.sim.scene import JOINTS, TIMESTEP, SimArm
 
 NODE_NAME = "sim_arm"
@@ -76,6 +79,10 @@ class SimArmNode(Node):
         self.trajectories: list[tuple[float, object]] = []  # (sim time, Command) accepted, while recording
         self.record_trajectories = self.lockstep  # in lockstep always; an evaluator in real time sets it
         self._rng = np.random.default_rng(seed)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._description_pub = self.create_publisher(String, "/robot_description", latched)
+        self._description_pub.publish(String(data=sim_arm_urdf()))
         self._js_pub = self.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
         self._img_pub = self.create_publisher(Image, f"/{self.camera}/image_raw", qos_profile_sensor_data)
         self._success_pub = self.create_publisher(Bool, "~/success", 10)
