@@ -6,7 +6,8 @@
 Parameters come from config/recorder.yaml (joints, cameras, the teleop device and its
 mapping); dataset_path, controller_topic and use_sim_time override the file only when
 they are given. For a gamepad, also run the joy driver (``ros2 run joy joy_node``);
-for a SpaceMouse, spacenav's joy output. Episodes:
+for a SpaceMouse, spacenav (``ros2 run spacenav spacenav_node``) with
+config/recorder_spacenav.yaml (Cartesian teleop, docs/teleop.md). Episodes:
 ``ros2 service call /teleop_recorder/start_episode std_srvs/srv/Trigger`` (and
 stop_episode, discard_episode), or the Joy buttons set in the parameters.
 """

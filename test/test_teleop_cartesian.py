@@ -2,6 +2,7 @@
 /robot_description, a twist driving a fake arm, a stale device, and the whole path in
 the simulator (a scripted 3D mouse records demonstrations that train)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +140,33 @@ def test_cartesian_demonstrations_in_the_simulator_record_and_train(tmp_path, ca
                      "checkpoint_every": 2, "num_workers": 0}}))
     assert main(["train", "--dataset", str(data), "--config", str(cfg), "--out", str(tmp_path / "run"),
                  "--no-progress"]) == 0
+
+
+UR_JOINTS = ("shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
+             "wrist_3_joint")
+
+
+def test_the_shipped_spacemouse_configuration_starts(tmp_path):
+    """config/recorder_spacenav.yaml, as ros2 launch passes it, on a 6-joint arm's URDF."""
+    import rclpy
+
+    from test_cartesian import SIX, SIX_JOINTS
+
+    urdf = SIX
+    for ours, theirs in zip(SIX_JOINTS, UR_JOINTS):
+        urdf = urdf.replace(f'name="{ours}"', f'name="{theirs}"')
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=["--ros-args", "--params-file",
+                                  str(Path(__file__).resolve().parents[1] / "config" / "recorder_spacenav.yaml")])
+    try:
+        rec = TeleopRecorder(context=ctx, parameter_overrides=params(
+            dataset_path=str(tmp_path / "demos"), robot_description=urdf, cameras=[""]))
+        try:
+            assert rec.cartesian.ready and rec.cartesian.input == "joy"
+            assert rec.teleop.config.enabled == ("x", "y", "z", "roll", "pitch", "yaw")
+            assert rec.cartesian.gripper_buttons["toggle"] == 0 and rec._buttons["start"] == 1
+            assert rec.limits.max_velocity.tolist() == [0.5] * 6
+        finally:
+            rec.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
