@@ -68,9 +68,10 @@ def main() -> int:
         side.plot(np.hypot(tips[:, 0], tips[:, 1]), tips[:, 2], ".-", ms=3, color=line.get_color())
         first, second = straightness(tips)
         goal = targets[int(np.argmin(np.linalg.norm(targets[:, :2] - tips[-1, :2], axis=1)))]
+        miss = np.linalg.norm(tips[-1, :2] - goal[:2])
         print(f"episode {e}: {len(tips)} frames, off the straight line {first * 1000:.1f} mm (to above the "
-              f"target), {second * 1000:.1f} mm (down onto it); ends {np.linalg.norm(tips[-1, :2] - goal[:2]) * 1000:.1f}"
-              f" mm from the target's centre, {tips[-1, 2] * 1000:.0f} mm above the table")
+              f"target), {second * 1000:.1f} mm (down onto it); ends {miss * 1000:.1f} mm from the target's "
+              f"centre, {tips[-1, 2] * 1000:.0f} mm above the table")
     top.set(xlabel="x (m)", ylabel="y (m)", title="tip paths from above (circles: the two targets)", aspect="equal")
     side.set(xlabel="distance from the base axis (m)", ylabel="z (m)", title="from the side")
     top.legend(fontsize=8)

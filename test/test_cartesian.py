@@ -10,30 +10,18 @@ from dp_ros.kinematics import ArmKinematics
 from dp_ros.sim.arm_description import TIP_FRAME, sim_arm_urdf
 from dp_ros.sim.scene import HOME, JOINTS
 
+from urdf_helpers import serial_urdf
+
 DT = 0.1
 LOWER, UPPER = np.array([-1.6, -1.6, -1.6, -1.8]), np.array([1.6, 1.6, 2.4, 1.8])
 SPEED = 1.0
 TRANSLATION = ("x", "y", "z")
 
 # A 6-joint arm (yaw, pitch, pitch, roll, pitch, roll: a spherical wrist) for full twists.
-SIX = """<robot name="six">
-  <link name="base"/><link name="l1"/><link name="l2"/><link name="l3"/><link name="l4"/><link name="l5"/>
-  <link name="l6"/><link name="tool0"/>
-  <joint name="j1" type="revolute"><parent link="base"/><child link="l1"/><origin xyz="0 0 0.1"/>
-    <axis xyz="0 0 1"/><limit lower="-3" upper="3" velocity="2" effort="1"/></joint>
-  <joint name="j2" type="revolute"><parent link="l1"/><child link="l2"/><origin xyz="0 0 0.05"/>
-    <axis xyz="0 1 0"/><limit lower="-3" upper="3" velocity="2" effort="1"/></joint>
-  <joint name="j3" type="revolute"><parent link="l2"/><child link="l3"/><origin xyz="0 0 0.3"/>
-    <axis xyz="0 1 0"/><limit lower="-3" upper="3" velocity="2" effort="1"/></joint>
-  <joint name="j4" type="revolute"><parent link="l3"/><child link="l4"/><origin xyz="0.25 0 0"/>
-    <axis xyz="1 0 0"/><limit lower="-3" upper="3" velocity="2" effort="1"/></joint>
-  <joint name="j5" type="revolute"><parent link="l4"/><child link="l5"/><origin xyz="0.05 0 0"/>
-    <axis xyz="0 1 0"/><limit lower="-3" upper="3" velocity="2" effort="1"/></joint>
-  <joint name="j6" type="revolute"><parent link="l5"/><child link="l6"/><origin xyz="0.05 0 0"/>
-    <axis xyz="1 0 0"/><limit lower="-3" upper="3" velocity="2" effort="1"/></joint>
-  <joint name="tool" type="fixed"><parent link="l6"/><child link="tool0"/><origin xyz="0.05 0 0"/></joint>
-</robot>"""
 SIX_JOINTS = ("j1", "j2", "j3", "j4", "j5", "j6")
+SIX = serial_urdf("six", list(zip(SIX_JOINTS,
+                                  ["0 0 0.1", "0 0 0.05", "0 0 0.3", "0.25 0 0", "0.05 0 0", "0.05 0 0"],
+                                  ["0 0 1", "0 1 0", "0 1 0", "1 0 0", "0 1 0", "1 0 0"], [2] * 6)))
 
 
 def sim_kinematics():

@@ -21,20 +21,13 @@ from dp_ros.sim.scene import SUCCESS_RADIUS
 
 from ros_helpers import Spinner, params, wait_for
 from test_teleop_recorder import FakeArm, JOINTS
+from urdf_helpers import serial_urdf
 
 pytestmark = pytest.mark.slow
 
-# The fake arm's three joints as a planar chain: j1 yaw, j2 and j3 pitch.
-URDF = """<robot name="three">
-  <link name="base"/><link name="a"/><link name="b"/><link name="c"/><link name="tool"/>
-  <joint name="j1" type="revolute"><parent link="base"/><child link="a"/><origin xyz="0 0 0.1"/>
-    <axis xyz="0 0 1"/><limit lower="-2" upper="2" velocity="0.8" effort="1"/></joint>
-  <joint name="j2" type="revolute"><parent link="a"/><child link="b"/><origin xyz="0 0 0.05"/>
-    <axis xyz="0 1 0"/><limit lower="-2" upper="2" velocity="2" effort="1"/></joint>
-  <joint name="j3" type="revolute"><parent link="b"/><child link="c"/><origin xyz="0 0 0.3"/>
-    <axis xyz="0 1 0"/><limit lower="-2" upper="2" velocity="2" effort="1"/></joint>
-  <joint name="tool_joint" type="fixed"><parent link="c"/><child link="tool"/><origin xyz="0.25 0 0"/></joint>
-</robot>"""
+# The fake arm's three joints as a chain: j1 yaw, j2 and j3 pitch; the tool frame "tool".
+URDF = serial_urdf("three", [("j1", "0 0 0.1", "0 0 1", 0.8), ("j2", "0 0 0.05", "0 1 0", 2),
+                             ("j3", "0 0 0.3", "0 1 0", 2)], tool=("tool", "0.25 0 0"), lower=-2, upper=2)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -53,7 +46,7 @@ def test_the_configuration_is_checked_at_start_up(ros, tmp_path):
             TeleopRecorder(context=ros, parameter_overrides=cartesian_params(tmp_path, **overrides))
         assert not (tmp_path / "demos").exists()  # nothing created
 
-    refused(r"tip frame 'tool0' is not in the URDF; its links are \['base', 'a'", robot_description=URDF,
+    refused(r"tip frame 'tool0' is not in the URDF; its links are \['base', 'l1'", robot_description=URDF,
             **{"cartesian.tip_frame": "tool0"})
     refused(r"joints \['j1'\] .* are not movable joints of the URDF",
             robot_description=URDF.replace('name="j1"', 'name="yaw"'))
@@ -93,7 +86,7 @@ def test_a_twist_moves_the_tip_once_a_usable_description_arrives_and_a_stale_dev
     arm.create_timer(0.02, push)
     spin = Spinner(ros, arm, rec)
     try:
-        description.publish(String(data=URDF.replace('link="tool"/><origin', 'link="nowhere"/><origin')))
+        description.publish(String(data=URDF.replace('"tool"', '"flange"')))
         assert wait_for(lambda: len(arm.sent()) >= 8, 10)
         assert not rec.cartesian.ready  # refused (its tip frame is missing): the arm holds
         held = [q for _, q in arm.sent()]
