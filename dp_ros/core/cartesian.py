@@ -80,7 +80,7 @@ def damped_least_squares(J: np.ndarray, v: np.ndarray, damping: float, threshold
     if J.size == 0:
         return np.zeros(J.shape[1])
     U, S, Vt = np.linalg.svd(J, full_matrices=False)
-    s_min = float(S.min()) if len(S) == min(J.shape) else 0.0
+    s_min = float(S.min())
     lam2 = 0.0 if s_min >= threshold else (1.0 - (s_min / threshold) ** 2) * damping ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.where(S ** 2 + lam2 > 1e-12, S / (S ** 2 + lam2), 0.0)
