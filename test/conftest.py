@@ -7,8 +7,12 @@ here are in place before anything imports rclpy (rclpy reads them at init):
   machine's network interface.
 - ROS_DOMAIN_ID: one value in 1..101 per pytest process, derived from its pid, so
   test runs that happen in parallel do not see each other's topics.
+- MUJOCO_GL=egl: headless rendering, as ``sim.scene.SimArm`` sets it. MuJoCo reads it
+  once, when first imported: a test importing mujoco before any SimArm exists would
+  otherwise leave every later renderer of the session on GLFW, which needs a display
+  (the renderer then hangs or fails).
 
-Both are defaults: a value already in the environment wins.
+All are defaults: a value already in the environment wins.
 
 Fast DDS keeps its shared-memory transport in /dev/shm (fastdds_*, sem.fastdds_*);
 a process that dies without shutting ROS down leaves them behind. At the end of the
@@ -22,6 +26,7 @@ import pytest
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 101))
+os.environ.setdefault('MUJOCO_GL', 'egl')
 
 SHM_DIR = Path('/dev/shm')
 SHM_PATTERNS = ('fastdds_*', 'sem.fastdds_*')
