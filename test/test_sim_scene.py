@@ -71,3 +71,17 @@ def test_torch_compiler_loads_after_the_camera_rendered():
             "arm.close(); print('loaded')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "loaded" in out.stdout, (out.returncode, out.stderr[-2000:])
+
+
+def test_rendering_after_mujoco_picked_glfw_is_refused_with_the_fix():
+    """mujoco imported before the simulator set MUJOCO_GL=egl (and no display): render()
+    says what to do instead of hanging in a GL context that never comes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY")}
+    code = ("import mujoco\nfrom dp_ros.sim.scene import SimArm\narm = SimArm()\n"
+            "try:\n    arm.render()\nexcept RuntimeError as e:\n    print(e)\nfinally:\n    arm.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "set MUJOCO_GL=egl in the environment" in out.stdout, out.stderr

@@ -104,8 +104,16 @@ class SimArm:
 
     def __init__(self, image_size: tuple[int, int] = (96, 96), seed: int = 0):
         import os
+        import sys
 
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless unless the user chose otherwise
+        # MuJoCo picks its GL backend once, when first imported: headless EGL unless the user
+        # chose otherwise. Imported earlier without MUJOCO_GL, it is on GLFW, which needs a
+        # display; render() then says so rather than hang in a context that never comes.
+        self._gl_problem = ("mujoco was imported before the simulator could set MUJOCO_GL=egl, so it renders "
+                            "with GLFW (needs a display): set MUJOCO_GL=egl in the environment"
+                            if "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ
+                            and not os.environ.get("DISPLAY") else "")
+        os.environ.setdefault("MUJOCO_GL", "egl")
         import mujoco
 
         self._mj = mujoco
@@ -170,6 +178,8 @@ class SimArm:
 
     def render(self) -> np.ndarray:
         """The camera image, (H, W, 3) uint8 RGB."""
+        if self._gl_problem:
+            raise RuntimeError(self._gl_problem)
         return self._render_thread.submit(self._render).result()
 
     def _render(self) -> np.ndarray:
