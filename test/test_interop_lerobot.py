@@ -91,6 +91,8 @@ def test_what_the_node_needs_is_written_and_reported(tmp_path, capsys):
     cfg = policy.config
     assert cfg.joint_names == ("joint_1", "joint_2", "joint_3", "joint_4") and cfg.dt == pytest.approx(1 / 15)
     assert [c.name for c in cfg.obs.cameras] == ["front", "wrist"] and cfg.vision.shared
+    # LeRobot files the action sent at t: reached one period later, the node's default offset.
+    assert cfg.action_time_offset == pytest.approx(1 / 15) and "action_time_offset to 0.06667 s" in text
     assert policy.metadata["placeholder_joint_names"] is True
     assert policy.metadata["imported_from"]["library"] == "lerobot"
 

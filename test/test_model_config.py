@@ -35,6 +35,7 @@ def test_presets_validate():
         (dict(joint_names=("a", "a")), "duplicates"),
         (dict(joint_names=()), "at least one joint"),
         (dict(dt=0.0), "dt 0.0 must be a positive"),
+        (dict(action_time_offset=1.5), "action_time_offset 1.5 must be a number of seconds in [-1, 1]"),
         (dict(head="vae"), "head 'vae' must be one of"),
         (dict(denoiser="mlp"), "denoiser 'mlp' must be one of"),
         (dict(obs=ObsConfig()), "no cameras and no low-dimensional keys"),

@@ -327,3 +327,20 @@ def test_compressed_camera(rig):
     assert wait_for(lambda: len(r.trajectories()) >= 2, timeout=20)
     for arrival, msg in r.trajectories():
         check_message(msg, arrival)
+
+
+def test_the_checkpoints_action_time_offset_is_the_default(ros, checkpoint, tmp_path):
+    """A policy imported from LeRobot carries action_time_offset = 1/fps; a value given wins."""
+    import dataclasses
+
+    from dp_ros.model import load_checkpoint, save_checkpoint
+
+    policy = load_checkpoint(checkpoint)
+    policy.config = dataclasses.replace(policy.config, action_time_offset=0.05)
+    path = save_checkpoint(policy, tmp_path / "offset")
+    for overrides, want in (({}, 0.05), ({"action_time_offset": 0.0}, 0.0)):
+        node = PolicyNode(context=ros, parameter_overrides=params(model_path=str(path), **overrides))
+        try:
+            assert node.get_parameter("action_time_offset").value == want
+        finally:
+            node.destroy_node()

@@ -277,6 +277,8 @@ def import_lerobot(src: str | Path, fps: float, joint_names_arg: str | None = No
                           prediction_type=cfg.get("prediction_type", "epsilon"), timestep_spacing="leading",
                           clip_sample=bool(cfg.get("clip_sample", True)),
                           clip_sample_range=float(cfg.get("clip_sample_range", 1.0))),
+        # LeRobot's recordings file the action sent at t, reached about one period later.
+        action_time_offset=1.0 / fps,
     )
 
     # ---- weights ----
@@ -350,6 +352,6 @@ def _report(cfg: PolicyConfig, observation_map: dict[str, str], placeholders: bo
     lines.append(f"dt {cfg.dt:.4g} s, T_o {cfg.n_obs_steps}, T_p {cfg.horizon}, T_a {cfg.n_action_steps}, "
                  f"{cfg.noise.num_inference_steps} DDIM steps ({raw.get('noise_scheduler_type', 'DDPM')}-trained)")
     lines.append(f"timing: LeRobot records the action sent at t next to the observation of t; dp_ros schedules "
-                 f"each action at the time it should be reached (docs/timing.md): run the policy node with "
-                 f"action_time_offset: {cfg.dt:.4g} (docs/interop.md)")
+                 f"each action at the time it should be reached (docs/timing.md), so the checkpoint sets the "
+                 f"node's action_time_offset to {cfg.action_time_offset:.4g} s (docs/interop.md)")
     return lines

@@ -252,6 +252,10 @@ class PolicyConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    # Seconds from the time an action is filed under in the training data to the time it
+    # should be reached (docs/timing.md): 0 for dp_ros's recordings; 1/fps for policies
+    # trained on LeRobot's, which file the action sent at t. The node's default.
+    action_time_offset: float = 0.0
 
     @property
     def action_dim(self) -> int:
@@ -273,6 +277,8 @@ class PolicyConfig:
             raise ValueError(f"joint_names has duplicates: {list(self.joint_names)}")
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt {self.dt} must be a positive number of seconds")
+        if not (math.isfinite(self.action_time_offset) and abs(self.action_time_offset) <= 1.0):
+            raise ValueError(f"action_time_offset {self.action_time_offset} must be a number of seconds in [-1, 1]")
         self.obs.validate()
         if self.n_obs_steps < 1:
             raise ValueError(f"n_obs_steps (T_o) {self.n_obs_steps} must be >= 1")

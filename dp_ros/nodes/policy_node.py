@@ -98,6 +98,9 @@ class PolicyNode(Node):
         log.info(f"loaded {self.runner.path} on {self.runner.backend_name}/{self.runner.device}: "
                  f"T_o={cfg.n_obs_steps} T_p={cfg.horizon} dt={cfg.dt} joints={list(cfg.joint_names)} "
                  f"cameras={[c.name for c in cfg.obs.cameras]}; warm-up inference {warm * 1e3:.0f} ms")
+        if cfg.action_time_offset:
+            log.info(f"the checkpoint's actions are reached {cfg.action_time_offset:g} s after the time they are "
+                     "filed under (a policy imported from LeRobot): action_time_offset defaults to that")
         if verify:
             check = check_against_reference(self.runner, verify_tolerance)  # raises BackendMismatch
             self._check = ("the reference itself" if check is None else

@@ -68,8 +68,9 @@ class PolicyParameters:
         declare("execution_latency", 0.02, describe(
             "seconds from publishing to the controller acting; actions due before now + this are dropped, and the "
             "controller is taken to switch to the new chunk then", lo=0.0, hi=1.0))
-        declare("action_time_offset", 0.0, describe(
-            "seconds added to every action time (t_obs + i*dt + offset)", lo=-1.0, hi=1.0))
+        declare("action_time_offset", float(cfg.action_time_offset), describe(
+            "seconds added to every action time (t_obs + i*dt + offset); default: the checkpoint's (0, or 1/fps "
+            "for a policy imported from LeRobot)", lo=-1.0, hi=1.0))
         declare("max_obs_age", 0.25, describe(
             "seconds; a stream whose newest message is older makes the observation stale", lo=0.001, hi=10.0))
         declare("max_joint_speed", 1.0, describe(
