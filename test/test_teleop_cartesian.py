@@ -89,10 +89,12 @@ def test_a_twist_moves_the_tip_once_a_usable_description_arrives_and_a_stale_dev
         description.publish(String(data=URDF.replace('"tool"', '"flange"')))
         assert wait_for(lambda: len(arm.sent()) >= 8, 10)
         assert not rec.cartesian.ready  # refused (its tip frame is missing): the arm holds
+        assert wait_for(lambda: "tip frame 'tool' is not in the URDF" in rec.status.device, 5)
         held = [q for _, q in arm.sent()]
         assert np.allclose(held, held[0])
         description.publish(String(data=URDF))
         assert wait_for(lambda: rec.cartesian.ready, 5)
+        assert wait_for(lambda: rec.status.device == "", 5)
         kin = ArmKinematics.from_urdf(URDF, JOINTS, "tool")
         start = kin.pose(arm.q.copy())[0]
         assert wait_for(lambda: kin.pose(arm.q.copy())[0][0] - start[0] > 0.03, 10)

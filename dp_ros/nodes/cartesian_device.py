@@ -97,6 +97,14 @@ class CartesianDevice:
     def ready(self) -> bool:
         return self.teleop.kinematics is not None
 
+    @property
+    def problem(self) -> str:
+        """Why the device cannot move the arm yet ('' when it can): for ~/status."""
+        if self.ready:
+            return ""
+        return f"robot description refused: {self._last_error}" if self._last_error else \
+            f"waiting for the robot description on {self.source}"
+
     def load(self, urdf: str) -> None:
         from dp_ros.kinematics import ArmKinematics
 

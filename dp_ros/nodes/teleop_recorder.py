@@ -65,6 +65,7 @@ class _Status:
     discarded: int = 0
     message: str = ""
     rejected: dict[str, int] = field(default_factory=dict)
+    device: str = ""  # why the teleop device cannot move the arm (empty when it can)
 
 
 class TeleopRecorder(Node):
@@ -379,6 +380,8 @@ class TeleopRecorder(Node):
 
     def _publish_status(self) -> None:
         with self._lock:
+            if self.cartesian is not None:
+                self.status.device = self.cartesian.problem
             s = vars(self.status).copy()
         self._status_pub.publish(String(data=json.dumps(s)))
 
