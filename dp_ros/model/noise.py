@@ -117,7 +117,8 @@ class DDIMPlan:
 def ddim_update(x: torch.Tensor, model_out: torch.Tensor, sqrt_abar: torch.Tensor, sqrt_one_minus: torch.Tensor,
                 sqrt_abar_prev: torch.Tensor, sqrt_one_minus_prev: torch.Tensor, prediction_type: str,
                 clip: float | None = 1.0) -> torch.Tensor:
-    """The DDIM update with one step's constants (see ``DDIMPlan``)."""
+    """The DDIM update with one step's constants (see ``DDIMPlan``); torch tensors, or numpy
+    arrays (the ONNX Runtime backend's loop)."""
     if prediction_type == "epsilon":
         eps = model_out
         x0 = (x - sqrt_one_minus * eps) / sqrt_abar
@@ -125,7 +126,7 @@ def ddim_update(x: torch.Tensor, model_out: torch.Tensor, sqrt_abar: torch.Tenso
         x0 = model_out
         eps = (x - sqrt_abar * x0) / sqrt_one_minus
     if clip is not None:
-        x0 = x0.clamp(-clip, clip)
+        x0 = x0.clip(-clip, clip)  # torch's and numpy's name alike
     return sqrt_abar_prev * x0 + sqrt_one_minus_prev * eps
 
 

@@ -186,10 +186,10 @@ class CameraEncoders(nn.Module):
             x = x.reshape(b * t, *x.shape[2:])  # (B, T, H, W, 3) -> (B*T, H, W, 3)
             # (B*T, H, W, 3) -> (B*T, 3, H, W) in [0, 1], in the encoder's dtype (float16 on a GPU backend)
             x = x.permute(0, 3, 1, 2).to(self.dtype) / 255.0
-            if cam.name in self.normalized:
+            x = crop_images(x, cam.crop_height, cam.crop_width, random=self.training, center=self.crop_center)
+            if cam.name in self.normalized:  # per channel: the same on the crop, on fewer pixels
                 x = x * getattr(self, f"image_scale_{cam.name}").to(x.dtype) \
                     + getattr(self, f"image_offset_{cam.name}").to(x.dtype)
-            x = crop_images(x, cam.crop_height, cam.crop_width, random=self.training, center=self.crop_center)
             enc = self.encoders["shared" if "shared" in self.encoders else cam.name]
             feats.append(enc(x).reshape(b, t, -1))  # (B*T, F) -> (B, T, F)
         return torch.cat(feats, dim=-1)

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from dp_ros.core.seams import guide_arrays
-from dp_ros.model.noise import ddim_plan
+from dp_ros.model.noise import ddim_plan, ddim_update
 from dp_ros.runtime.export import export_onnx, input_names
 
 log = logging.getLogger(__name__)
@@ -80,21 +80,13 @@ class OnnxRuntimeBackend:
         p = self._plan(steps)
         x = noise = noise.astype(np.float32)
         target, mask = (a[None] for a in guide_arrays(guide, self._scale, self._offset, *noise.shape[1:]))
-        eps_pred = self.config.noise.prediction_type == "epsilon"
-        clip = p["clip"]
+        prediction_type = self.config.noise.prediction_type
         for i, k in enumerate(p["timesteps"]):
             out, x = self.denoiser.run(["model_output", "guided"], {
                 "sample": x, "timestep": np.array([k], np.float32), "cond": cond, "target": target, "mask": mask,
                 "noise": noise, "level": p["levels"][i]})
-            if eps_pred:  # noise.ddim_update, in numpy
-                x0 = (x - p["sqrt_one_minus"][i] * out) / p["sqrt_abar"][i]
-                eps = out
-            else:
-                x0 = out
-                eps = (x - p["sqrt_abar"][i] * x0) / p["sqrt_one_minus"][i]
-            if clip is not None:
-                x0 = np.clip(x0, -clip, clip)
-            x = p["sqrt_abar_prev"][i] * x0 + p["sqrt_one_minus_prev"][i] * eps
+            x = ddim_update(x, out, p["sqrt_abar"][i], p["sqrt_one_minus"][i], p["sqrt_abar_prev"][i],
+                            p["sqrt_one_minus_prev"][i], prediction_type, p["clip"])
         return x + mask * (target - x)  # noise.commit_prefix: the fixed actions exactly, the soft ones blended
 
     def predict(self, obs_window: Mapping[str, np.ndarray], num_inference_steps: int,
