@@ -12,7 +12,9 @@ import yaml
 
 from dp_ros.cli import main
 from dp_ros.dataset.store import EpisodeStore
-from dp_ros.interop.lerobot_dataset import (LeRobotDatasetError, export_lerobot, import_lerobot, psnr)
+from dp_ros.interop.lerobot_export import export_lerobot
+from dp_ros.interop.lerobot_format import LeRobotDatasetError, psnr
+from dp_ros.interop.lerobot_import import import_lerobot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "interop" / "lerobot_dataset"
 LEROBOT = FIXTURE / "dataset"

@@ -24,12 +24,6 @@ def refuse(where: str, field: str, value: Any, why: str) -> InteropError:
     return InteropError(f"{where}: {field} = {value!r} is not supported: {why}")
 
 
-def sanitize_name(name: str) -> str:
-    """A feature name as an observation key: letters, digits and underscores."""
-    out = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_")
-    return out or "camera"
-
-
 def joint_names(given: str | None, n: int, what: str) -> tuple[tuple[str, ...], bool]:
     """``--joint-names a,b,c`` for ``n`` action dimensions, or placeholders ``joint_1..n``
     (second value: whether they are placeholders)."""

@@ -31,16 +31,14 @@ import torch
 
 from dp_ros.core.normalizer import Affine, Normalizer
 from dp_ros.interop.common import (
-    InteropError, build_checked, film_bias_only, joint_names, permute_global_cond, refuse, rename, sanitize_name,
+    InteropError, build_checked, film_bias_only, joint_names, permute_global_cond, refuse, rename,
 )
+from dp_ros.interop.names import ENV_FEATURE, ENV_KEY, IMAGES, JOINTS, SINGLE_IMAGE, STATE, lerobot_camera
 from dp_ros.model.config import (
     CameraConfig, LowdimConfig, NoiseConfig, ObsConfig, PolicyConfig, UNetConfig, VisionConfig,
 )
 
 WEIGHTS = "model.safetensors"
-STATE, ENV, IMAGE_PREFIX = "observation.state", "observation.environment_state", "observation.images."
-SINGLE_IMAGE = "observation.image"
-JOINTS, ENV_KEY = "joint_pos", "environment_state"
 
 # DiffusionConfig fields (LeRobot 0.2-0.4) and what this importer does with them.
 ARCHITECTURE = {
@@ -93,18 +91,18 @@ class _Features:
         self.state_dim = self.env_dim = 0
         for key, ft in inputs.items():
             kind, shape = (ft or {}).get("type"), list((ft or {}).get("shape") or [])
-            if kind == "VISUAL" and (key.startswith(IMAGE_PREFIX) or key == SINGLE_IMAGE):
+            if kind == "VISUAL" and (key.startswith(IMAGES) or key == SINGLE_IMAGE):
                 if len(shape) != 3 or shape[0] != 3:
                     raise refuse(where, f"input_features[{key!r}].shape", shape, "cameras must be 3 x H x W (RGB)")
                 self.cameras[key] = (shape[1], shape[2])
-                self.names[key] = sanitize_name(key[len(IMAGE_PREFIX):] if key != SINGLE_IMAGE else "image")
+                self.names[key] = lerobot_camera(key)
             elif kind == "STATE" and key == STATE and len(shape) == 1:
                 self.state_dim, self.names[key] = shape[0], JOINTS
-            elif kind == "ENV" and key == ENV and len(shape) == 1:
+            elif kind == "ENV" and key == ENV_FEATURE and len(shape) == 1:
                 self.env_dim, self.names[key] = shape[0], ENV_KEY
             else:
                 raise refuse(where, f"input_features[{key!r}]", ft,
-                             f"known features are {STATE} (STATE), {ENV} (ENV) and {IMAGE_PREFIX}NAME (VISUAL)")
+                             f"known features are {STATE} (STATE), {ENV_FEATURE} (ENV) and {IMAGES}NAME (VISUAL)")
         if not self.state_dim:
             raise InteropError(f"{where}: the policy has no {STATE}; LeRobot's diffusion policy requires it")
         if set(outputs) != {"action"} or (outputs["action"] or {}).get("type") != "ACTION":
@@ -116,11 +114,11 @@ class _Features:
     def lerobot_layout(self, feature_dim: int) -> list[tuple[str, int]]:
         """One observation step as LeRobot concatenates it: state, cameras, environment."""
         out = [(STATE, self.state_dim)] + [(k, feature_dim) for k in self.cameras]
-        return out + ([(ENV, self.env_dim)] if self.env_dim else [])
+        return out + ([(ENV_FEATURE, self.env_dim)] if self.env_dim else [])
 
     def our_layout(self, feature_dim: int) -> list[tuple[str, int]]:
         out = [(k, feature_dim) for k in self.cameras] + [(STATE, self.state_dim)]
-        return out + ([(ENV, self.env_dim)] if self.env_dim else [])
+        return out + ([(ENV_FEATURE, self.env_dim)] if self.env_dim else [])
 
 
 def _permutation(theirs: list[tuple[str, int]], ours: list[tuple[str, int]]) -> np.ndarray:
@@ -217,7 +215,7 @@ def import_lerobot(src: str | Path, fps: float, joint_names_arg: str | None = No
 
     # ---- normalization ----
     mapping = cfg.get("normalization_mapping") or {}
-    kinds = {STATE: "STATE", ENV: "ENV", "action": "ACTION", **{k: "VISUAL" for k in feats.cameras}}
+    kinds = {STATE: "STATE", ENV_FEATURE: "ENV", "action": "ACTION", **{k: "VISUAL" for k in feats.cameras}}
     pre = _processor_stats(src, "policy_preprocessor", "normalizer_processor")
     post = _processor_stats(src, "policy_postprocessor", "unnormalizer_processor")
     old = _old_format_stats(weights)

@@ -26,8 +26,9 @@ import torch
 
 from dp_ros.core.normalizer import Affine, Normalizer
 from dp_ros.interop.common import (
-    InteropError, build_checked, film_bias_only, joint_names, permute_global_cond, refuse, rename, sanitize_name,
+    InteropError, build_checked, film_bias_only, joint_names, permute_global_cond, refuse, rename,
 )
+from dp_ros.interop.names import sanitize_name
 from dp_ros.interop.safe_pickle import Opaque, PickleError, load_restricted
 from dp_ros.model.config import (
     CameraConfig, LowdimConfig, NoiseConfig, ObsConfig, PolicyConfig, UNetConfig, VisionConfig,

@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from dp_ros.dataset.store import EpisodeStore  # noqa: E402
-from dp_ros.interop.lerobot_dataset import psnr  # noqa: E402
+from dp_ros.interop.lerobot_format import psnr  # noqa: E402
 
 
 def main() -> int:
