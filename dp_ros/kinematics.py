@@ -60,7 +60,6 @@ class ArmKinematics:
             full = pin.buildModelFromXML(urdf_xml)
         except (RuntimeError, ValueError) as e:
             raise KinematicsError(f"the robot description is not a URDF Pinocchio can read: {e}") from None
-        frames = [f.name for f in full.frames]
         if not tip_frame or not full.existFrame(tip_frame):
             raise KinematicsError(f"tip frame {tip_frame!r} is not in the URDF; its links are "
                                   f"{[f.name for f in full.frames if f.type == pin.FrameType.BODY]}")
@@ -86,20 +85,18 @@ class ArmKinematics:
                     "universe")
         if base_frame:
             if not model.existFrame(base_frame):
-                raise KinematicsError(f"base frame {base_frame!r} is not in the URDF (frames: {frames})")
+                raise KinematicsError(f"base frame {base_frame!r} is not in the URDF (frames: {[f.name for f in model.frames]})")
             frame = model.frames[model.getFrameId(base_frame)]
             if frame.parentJoint != 0:
                 raise KinematicsError(f"base frame {base_frame!r} moves with joint "
                                       f"{model.names[frame.parentJoint]!r}: choose a frame fixed to the root")
             base_inv = frame.placement.inverse()
             root = base_frame
+        on_chain = {full.names[j] for j in chain}  # all in joint_names, so none was locked
         columns = {}
         for i, name in enumerate(names):
-            if not model.existJointName(name):
-                continue  # locked, free or off the URDF
-            jid = model.getJointId(name)
-            if jid in [model.getJointId(full.names[c]) for c in chain]:
-                jm = model.joints[jid]
+            if name in on_chain:
+                jm = model.joints[model.getJointId(name)]
                 if jm.nv != 1:
                     raise KinematicsError(f"joint {name!r} has {jm.nv} degrees of freedom: only revolute, "
                                           "prismatic and continuous joints are supported")
